@@ -1,0 +1,3 @@
+from runkernel.entrypoints.cli import main
+
+main()

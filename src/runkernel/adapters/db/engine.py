@@ -1,0 +1,86 @@
+"""Engines for the two supported databases, tuned for a run queue.
+
+SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, and ``BEGIN IMMEDIATE`` for every
+write transaction so a claim can never upgrade a read lock and deadlock. Writers inside
+one process also take a process-wide lock first: SQLite serializes writers anyway, and
+queuing them on a Python lock avoids its busy handler's millisecond sleeps.
+PostgreSQL: psycopg 3 with a pool sized to the worker concurrency.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from runkernel.errors import ConfigurationError
+
+READ_ONLY = "runkernel_read_only"
+
+
+@dataclass
+class Database:
+    engine: Engine
+    is_sqlite: bool
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` / ``postgres://`` URLs and pick the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def open_database(url: str, *, pool_size: int = 10) -> Database:
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises several types for a malformed URL
+        raise ConfigurationError(f"bad database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return Database(_sqlite_engine(url), is_sqlite=True)
+    if backend == "postgresql":
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return Database(engine, is_sqlite=False)
+    raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=20,
+        max_overflow=20,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Own the transaction boundary ourselves instead of pysqlite's implicit BEGIN.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

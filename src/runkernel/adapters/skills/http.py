@@ -1,0 +1,116 @@
+"""``http.request``: one HTTP call.
+
+Params: ``{"method", "url", "headers"?, "json"?, "timeout_s"?, "ok_status"?: [int]}``.
+Output: ``{"status", "headers", "body"}``; ``body`` is parsed JSON when the response says
+it is JSON, else text. A status outside 2xx and not in ``ok_status`` fails the step, but the
+output is still returned so an ``on_error: continue`` plan can read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from runkernel.adapters.skills._checks import (
+    check_at_call,
+    check_keys,
+    check_number,
+    fail,
+    skip,
+)
+from runkernel.domain.skills import SkillContext, SkillResult
+from runkernel.errors import SkillError
+
+NAME = "http.request"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 300.0
+
+
+class HttpRequestSkill:
+    def __init__(self, client: httpx.Client) -> None:
+        self._client = client
+
+    @staticmethod
+    def validate(params: Mapping[str, Any], *, templates: bool = True) -> None:
+        check_keys(params, ("method", "url"), ("headers", "json", "timeout_s", "ok_status"))
+        method = params["method"]
+        if not skip(method, templates) and (
+            not isinstance(method, str) or method.upper() not in METHODS
+        ):
+            fail(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        check_url(params["url"], templates)
+        check_headers(params.get("headers"), templates)
+        if "timeout_s" in params:
+            check_timeout(params["timeout_s"], templates)
+        ok_status = params.get("ok_status")
+        if ok_status is not None and not skip(ok_status, templates):
+            if not isinstance(ok_status, list):
+                fail(f"ok_status must be a list of status codes, got {ok_status!r}")
+            for code in ok_status:
+                check_number(
+                    "ok_status[]", code, low=100, high=599, integer=True, templates=templates
+                )
+
+    def __call__(self, params: dict[str, Any], context: SkillContext) -> SkillResult:
+        check_at_call(NAME, self.validate, params)
+        method, url = params["method"].upper(), params["url"]
+        try:
+            response = self._client.request(
+                method,
+                url,
+                headers=params.get("headers"),
+                json=params.get("json"),
+                timeout=params.get("timeout_s", DEFAULT_TIMEOUT_S),
+            )
+        except httpx.HTTPError as exc:
+            raise SkillError(f"{NAME}: {method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        output = {
+            "status": response.status_code,
+            "headers": dict(response.headers.items()),
+            "body": decode_body(response),
+        }
+        if response.is_success or response.status_code in (params.get("ok_status") or ()):
+            return SkillResult(output=output)
+        return SkillResult(
+            output=output, error=f"{NAME}: {method} {url} answered HTTP {response.status_code}"
+        )
+
+
+def decode_body(response: httpx.Response) -> Any:
+    """JSON when the content type says so (``application/json``, ``…+json``) and it parses;
+    text otherwise, so a server that mislabels its body still shows what it sent."""
+    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            return response.json()
+        except ValueError:
+            pass
+    return response.text
+
+
+def check_url(url: object, templates: bool) -> None:
+    if skip(url, templates):
+        return
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        fail(f"url must be an absolute http(s) URL, got {url!r}")
+
+
+def check_headers(headers: object, templates: bool) -> None:
+    if headers is None or skip(headers, templates):
+        return
+    if not isinstance(headers, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
+    ):
+        fail(f"headers must be an object of strings, got {headers!r}")
+
+
+def check_timeout(timeout_s: object, templates: bool) -> None:
+    # The lower bound keeps a zero timeout (which httpx reads as "fail at once") out.
+    check_number(
+        "timeout_s", timeout_s, low=0.001, high=MAX_TIMEOUT_S, integer=False, templates=templates
+    )

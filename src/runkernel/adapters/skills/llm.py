@@ -1,0 +1,160 @@
+"""``llm.chat``: one chat completion, from the offline ``echo-1`` model or an
+OpenAI-compatible ``POST {llm_base_url}/chat/completions``.
+
+Params: ``{"model", "messages": [{"role", "content"}], "max_tokens", "temperature"?}``.
+Output: ``{"content", "usage": {"input_tokens", "output_tokens"}, "cost_usd"}``; the
+:class:`SkillResult` also carries ``usage`` and integer ``cost_micros``.
+
+``echo-1`` is deterministic: it answers the content of the last user message, cut to
+``max_tokens`` words, and counts one token per whitespace-separated word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from runkernel.adapters.skills._checks import (
+    check_at_call,
+    check_keys,
+    check_number,
+    fail,
+    skip,
+)
+from runkernel.adapters.skills.pricing import DEFAULT_PRICES, ModelPrice, cost_micros, price_of
+from runkernel.config import Settings
+from runkernel.domain.money import micros_to_usd
+from runkernel.domain.skills import SkillContext, SkillResult, Usage
+from runkernel.errors import SkillError
+
+NAME = "llm.chat"
+ECHO_MODEL = "echo-1"
+ROLES = ("system", "user", "assistant", "tool")
+MAX_TOKENS_LIMIT = 100_000
+_BODY_PREVIEW = 200
+
+
+class ChatSkill:
+    """The ``llm.chat`` skill; call it as a skill function, and register ``validate`` with it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.Client,
+        *,
+        prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._prices = prices
+
+    def validate(self, params: Mapping[str, Any], *, templates: bool = True) -> None:
+        check_keys(params, ("model", "messages", "max_tokens"), ("temperature",))
+        model = params["model"]
+        if not skip(model, templates):
+            if not isinstance(model, str):
+                fail(f"model must be a string, got {model!r}")
+            price_of(model, self._prices)
+        _check_messages(params["messages"], templates)
+        check_number(
+            "max_tokens",
+            params["max_tokens"],
+            low=1,
+            high=MAX_TOKENS_LIMIT,
+            integer=True,
+            templates=templates,
+        )
+        if "temperature" in params:
+            check_number(
+                "temperature",
+                params["temperature"],
+                low=0,
+                high=2,
+                integer=False,
+                templates=templates,
+            )
+
+    def __call__(self, params: dict[str, Any], context: SkillContext) -> SkillResult:
+        check_at_call(NAME, self.validate, params)
+        model: str = params["model"]
+        if model == ECHO_MODEL:
+            content, usage = _echo(params["messages"], params["max_tokens"])
+        else:
+            content, usage = self._complete(params)
+        cost = cost_micros(model, usage, self._prices)
+        output = {"content": content, "usage": usage.to_dict(), "cost_usd": micros_to_usd(cost)}
+        return SkillResult(output=output, usage=usage, cost_micros=cost)
+
+    def _complete(self, params: Mapping[str, Any]) -> tuple[str, Usage]:
+        url = self._settings.llm_base_url.rstrip("/") + "/chat/completions"
+        headers = {}
+        if self._settings.llm_api_key is not None:
+            headers["Authorization"] = f"Bearer {self._settings.llm_api_key.get_secret_value()}"
+        body = {
+            key: params[key]
+            for key in ("model", "messages", "max_tokens", "temperature")
+            if key in params
+        }
+        try:
+            response = self._client.post(
+                url, json=body, headers=headers, timeout=self._settings.llm_timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise SkillError(
+                f"{NAME}: request to {url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not response.is_success:
+            preview = response.text[:_BODY_PREVIEW]
+            raise SkillError(f"{NAME}: provider answered HTTP {response.status_code}: {preview}")
+        return _parse_completion(response)
+
+
+def _check_messages(messages: object, templates: bool) -> None:
+    if skip(messages, templates):
+        return
+    if not isinstance(messages, list) or not messages:
+        fail("messages must be a non-empty list of {role, content} objects")
+    for index, message in enumerate(messages):
+        if skip(message, templates):
+            continue
+        if not isinstance(message, dict):
+            fail(f"messages[{index}] must be an object, got {message!r}")
+        role, content = message.get("role"), message.get("content")
+        if not skip(role, templates) and role not in ROLES:
+            fail(f"messages[{index}].role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            fail(f"messages[{index}].content must be a string, got {content!r}")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _echo(messages: list[dict[str, str]], max_tokens: int) -> tuple[str, Usage]:
+    user_turns = [m["content"] for m in messages if m["role"] == "user"]
+    answer = " ".join(_words(user_turns[-1])[:max_tokens]) if user_turns else ""
+    input_tokens = sum(len(_words(m["content"])) for m in messages)
+    return answer, Usage(input_tokens=input_tokens, output_tokens=len(_words(answer)))
+
+
+def _parse_completion(response: httpx.Response) -> tuple[str, Usage]:
+    """Read content and usage of an OpenAI-style reply; anything else is a ``SkillError``."""
+    try:
+        reply = response.json()
+        content = reply["choices"][0]["message"]["content"]
+        usage = reply["usage"]
+        tokens = usage["prompt_tokens"], usage["completion_tokens"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        preview = response.text[:_BODY_PREVIEW]
+        raise SkillError(f"{NAME}: malformed provider reply ({exc!r}): {preview}") from exc
+    # A reply without text (e.g. a refusal) has content null; that is an empty answer.
+    if content is None:
+        content = ""
+    if not isinstance(content, str) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in tokens
+    ):
+        preview = response.text[:_BODY_PREVIEW]
+        raise SkillError(f"{NAME}: malformed provider reply: {preview}")
+    return content, Usage(input_tokens=tokens[0], output_tokens=tokens[1])

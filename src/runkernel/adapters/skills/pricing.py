@@ -1,0 +1,60 @@
+"""What LLM tokens cost, in integer micro-dollars per million tokens.
+
+Prices are list prices per million tokens (USD x 1,000,000). ``echo-1`` is the offline test
+provider; it has a small nonzero price so budgets and cost accounting are exercised by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from runkernel.domain.skills import Usage
+from runkernel.errors import PlanValidationError
+
+TOKENS_PER_MTOK = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    input_micros_per_mtok: int
+    output_micros_per_mtok: int
+
+
+DEFAULT_PRICES: Mapping[str, ModelPrice] = MappingProxyType(
+    {
+        "echo-1": ModelPrice(1_000_000, 2_000_000),
+        "gpt-4o": ModelPrice(2_500_000, 10_000_000),
+        "gpt-4o-mini": ModelPrice(150_000, 600_000),
+        "gpt-4.1": ModelPrice(2_000_000, 8_000_000),
+        "gpt-4.1-mini": ModelPrice(400_000, 1_600_000),
+        "gpt-4.1-nano": ModelPrice(100_000, 400_000),
+        "o4-mini": ModelPrice(1_100_000, 4_400_000),
+        "gpt-3.5-turbo": ModelPrice(500_000, 1_500_000),
+    }
+)
+
+
+def known_models(prices: Mapping[str, ModelPrice] = DEFAULT_PRICES) -> list[str]:
+    return sorted(prices)
+
+
+def price_of(model: str, prices: Mapping[str, ModelPrice] = DEFAULT_PRICES) -> ModelPrice:
+    """The price of ``model``; an unknown model is a plan error, since its cost is unknowable
+    and a budget could not be enforced for it."""
+    try:
+        return prices[model]
+    except KeyError:
+        known = ", ".join(known_models(prices))
+        raise PlanValidationError(f"unknown model {model!r}; known: {known}") from None
+
+
+def cost_micros(model: str, usage: Usage, prices: Mapping[str, ModelPrice] = DEFAULT_PRICES) -> int:
+    """Cost of ``usage`` on ``model`` in micro-dollars, rounded half up, integers only."""
+    price = price_of(model, prices)
+    scaled = (
+        usage.input_tokens * price.input_micros_per_mtok
+        + usage.output_tokens * price.output_micros_per_mtok
+    )
+    return (scaled + TOKENS_PER_MTOK // 2) // TOKENS_PER_MTOK

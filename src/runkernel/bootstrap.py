@@ -1,0 +1,88 @@
+"""The composition root: builds every real adapter and service from :class:`Settings`.
+
+Nothing connects at import time; :func:`build_kernel` is the one place that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runkernel.adapters.db import migrate
+from runkernel.adapters.db.engine import Database, open_database
+from runkernel.adapters.db.listener import PostgresListener
+from runkernel.adapters.db.unit_of_work import SqlUnitOfWork
+from runkernel.adapters.skills import SkillRegistry, build_default_registry
+from runkernel.config import Settings
+from runkernel.services.executor import RetryPolicy, RunExecutor
+from runkernel.services.ports import Clock, SystemClock
+from runkernel.services.runs import Limits, RunService
+from runkernel.services.tenancy import Tenancy
+from runkernel.services.wakeup import LocalWakeup
+
+
+@dataclass
+class Kernel:
+    settings: Settings
+    db: Database
+    skills: SkillRegistry
+    clock: Clock
+    wakeup: LocalWakeup
+    tenancy: Tenancy
+    runs: RunService
+    executor: RunExecutor
+    _listener: PostgresListener | None = field(default=None, repr=False)
+
+    def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.db, read_only=read_only)
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.db)
+
+    def listen(self) -> None:
+        """Start turning PostgreSQL notifications into local wake-ups (no-op on SQLite)."""
+        if self.db.is_sqlite or self._listener is not None:
+            return
+        self._listener = PostgresListener(self.settings.database_url, self.wakeup)
+        self._listener.start()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self.skills.close()
+        self.db.dispose()
+
+
+def build_kernel(
+    settings: Settings | None = None,
+    *,
+    skills: SkillRegistry | None = None,
+    clock: Clock | None = None,
+) -> Kernel:
+    settings = settings or Settings()
+    db = open_database(settings.database_url, pool_size=settings.worker_concurrency + 4)
+    skills = skills or build_default_registry(settings)
+    clock = clock or SystemClock()
+    wakeup = LocalWakeup()
+
+    def uow(*, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(db, read_only=read_only)
+
+    limits = Limits(settings.max_plan_steps, settings.max_payload_bytes)
+    executor = RunExecutor(
+        uow,
+        skills,
+        clock,
+        max_attempts=settings.max_attempts,
+        retry=RetryPolicy(settings.retry_backoff_s, settings.retry_backoff_max_s),
+    )
+    return Kernel(
+        settings=settings,
+        db=db,
+        skills=skills,
+        clock=clock,
+        wakeup=wakeup,
+        tenancy=Tenancy(uow, clock),
+        runs=RunService(uow, skills, clock, wakeup, limits),
+        executor=executor,
+    )

@@ -1,0 +1,59 @@
+"""All settings, read from ``RUNKERNEL_*`` environment variables in this one place.
+
+Every CLI flag that overrides a setting names the same field; the README's configuration
+table lists them all.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNKERNEL_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./runkernel.db",
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql://user@host/db",
+    )
+    mode: Mode = Field(Mode.LOCAL, description="local | test | prod")
+    host: str = Field("127.0.0.1", description="address the API binds to")
+    port: int = Field(8000, ge=0, le=65535, description="port the API listens on")
+
+    worker_concurrency: int = Field(8, ge=1, le=256, description="runs a worker executes at once")
+    lease_s: float = Field(30.0, gt=0, description="lease a claim holds before it can be taken")
+    poll_interval_s: float = Field(
+        2.0, gt=0, description="fallback poll when no wake-up signal arrives"
+    )
+    max_attempts: int = Field(3, ge=1, description="claims of one run before it fails")
+    claim_batch: int = Field(8, ge=1, le=1000, description="runs claimed per query")
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="on SIGTERM, time in-flight runs get before they are released"
+    )
+    retry_backoff_s: float = Field(0.5, ge=0, description="first step-retry delay (doubles)")
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="longest step-retry delay")
+
+    max_plan_steps: int = Field(100, ge=1, description="steps a plan may have")
+    max_payload_bytes: int = Field(262_144, ge=1024, description="largest request body accepted")
+
+    llm_base_url: str = Field(
+        "https://api.openai.com/v1", description="OpenAI-compatible chat completions base URL"
+    )
+    llm_api_key: SecretStr | None = Field(None, description="key for the LLM provider")
+    llm_timeout_s: float = Field(60.0, gt=0, description="timeout of one LLM call")
+    webhook_secret: SecretStr = Field(
+        SecretStr("runkernel-dev-secret"), description="HMAC-SHA256 key of webhook.send"
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

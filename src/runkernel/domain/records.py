@@ -1,0 +1,129 @@
+"""Plain records of what the kernel stores: tenants, keys, agents, runs and their steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from runkernel.domain.runs import Phase, RunStatus, Transition
+from runkernel.domain.skills import Usage
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant an API key belongs to, and the key's role."""
+
+    tenant_id: str
+    key_id: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    status: str
+    created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    tenant_id: str
+    name: str
+    budget_micros: int
+    spent_micros: int
+    created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunBudget:
+    """Limits of one run; ``None`` means unlimited (the agent budget still applies)."""
+
+    max_cost_micros: int | None = None
+    max_tokens: int | None = None
+    max_steps: int | None = None
+    timeout_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_cost_micros": self.max_cost_micros,
+            "max_tokens": self.max_tokens,
+            "max_steps": self.max_steps,
+            "timeout_s": self.timeout_s,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> RunBudget:
+        raw = raw or {}
+        return cls(
+            raw.get("max_cost_micros"),
+            raw.get("max_tokens"),
+            raw.get("max_steps"),
+            raw.get("timeout_s"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    run_id: str
+    step_index: int
+    step_id: str
+    skill: str
+    status: str  # succeeded | failed
+    input: Any
+    output: Any
+    usage: Usage
+    cost_micros: int
+    duration_ms: int
+    error: str | None
+    attempt: int
+    tries: int
+    finished_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    tenant_id: str
+    agent_id: str
+    status: RunStatus
+    phase: Phase
+    plan: dict[str, Any]
+    budget: RunBudget
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    attempt: int
+    lease_owner: str | None
+    lease_expires_at_ms: int | None
+    next_step: int
+    usage: Usage
+    cost_micros: int
+    error_code: str | None
+    error_message: str | None
+    output: Any
+    observability_status: str
+    risk_level: str
+    cancel_requested: bool
+    created_at_ms: int
+    updated_at_ms: int
+    started_at_ms: int | None
+    finished_at_ms: int | None
+    steps: tuple[StepRecord, ...] = field(default=())
+    transitions: tuple[Transition, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A lease on a run: only the holder of ``attempt`` (the fencing token) may write."""
+
+    run_id: str
+    attempt: int
+    worker_id: str
+    lease_expires_at_ms: int

@@ -1,0 +1,53 @@
+"""What a skill gives back, and what it is told about the step it runs in.
+
+A skill is any callable ``(params, context) -> SkillResult``. A result with ``error`` set is
+a failed step exactly like a raised :class:`runkernel.errors.SkillError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class SkillResult:
+    """The output of one skill call. ``cost_micros`` is integer micro-dollars."""
+
+    output: Any = None
+    usage: Usage = field(default_factory=Usage)
+    cost_micros: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class SkillContext:
+    """Where a skill call happens; skills use it for logging, idempotency keys and deadlines."""
+
+    run_id: str
+    tenant_id: str
+    step_id: str
+    attempt: int
+    try_number: int = 1

@@ -1,0 +1,89 @@
+"""The one exception tree of runkernel. Every error has a stable ``code``.
+
+RunkernelError                      base; code ``internal``
+├── ConfigurationError              settings that cannot work together
+├── ValidationError                 bad input from a caller (HTTP 422)
+│   ├── PlanValidationError         a plan that cannot run (unknown skill, bad template, …)
+│   └── PayloadTooLargeError        a body or plan over the size limit (HTTP 413)
+├── AuthenticationError             missing or unknown API key (HTTP 401)
+├── PermissionDeniedError           key lacks the role for the operation (HTTP 403)
+├── NotFoundError                   nothing of that id visible to this tenant (HTTP 404)
+├── ConflictError                   the operation does not fit the current state (HTTP 409)
+├── InvariantError                  a lifecycle rule would be broken (a bug, never user input)
+│   ├── PhaseStatusInvariantError   a status not allowed in a phase
+│   └── IllegalTransitionError      a phase change that is not one step forward or to FAILED
+├── LeaseLostError                  a worker no longer holds the run it writes to
+├── SkillError                      a skill could not do its job (a failed step)
+└── StorageError                    the database failed or is not migrated
+"""
+
+from __future__ import annotations
+
+
+class RunkernelError(Exception):
+    code = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(RunkernelError):
+    code = "configuration_error"
+
+
+class ValidationError(RunkernelError):
+    code = "validation_error"
+
+
+class PlanValidationError(ValidationError):
+    code = "invalid_plan"
+
+
+class PayloadTooLargeError(ValidationError):
+    code = "payload_too_large"
+
+
+class AuthenticationError(RunkernelError):
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(RunkernelError):
+    code = "permission_denied"
+
+
+class NotFoundError(RunkernelError):
+    code = "not_found"
+
+
+class ConflictError(RunkernelError):
+    code = "conflict"
+
+
+class InvariantError(RunkernelError):
+    code = "invariant_violated"
+
+
+class PhaseStatusInvariantError(InvariantError):
+    code = "phase_status_invariant"
+
+
+class IllegalTransitionError(InvariantError):
+    code = "illegal_transition"
+
+
+class LeaseLostError(RunkernelError):
+    code = "lease_lost"
+
+
+class SkillError(RunkernelError):
+    code = "skill_error"
+
+
+class StorageError(RunkernelError):
+    code = "storage_error"

@@ -1,0 +1,230 @@
+"""Submitting, reading and cancelling runs (T0 and the read side of the API)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from runkernel.domain.ids import new_id
+from runkernel.domain.plans import parse_plan
+from runkernel.domain.records import Principal, Run, RunBudget
+from runkernel.domain.runs import Phase, RunStatus, is_terminal, path, transition
+from runkernel.domain.skills import Usage
+from runkernel.errors import (
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ValidationError,
+)
+from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory, WakeupSignal
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_plan_steps: int = 100
+    max_payload_bytes: int = 262_144
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    run: Run
+    created: bool  # False when an idempotency key returned an existing run
+
+
+class RunService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        skills: SkillCatalog,
+        clock: Clock,
+        wakeup: WakeupSignal,
+        limits: Limits,
+    ) -> None:
+        self._uow = uow
+        self._skills = skills
+        self._clock = clock
+        self._wakeup = wakeup
+        self._limits = limits
+
+    def submit(
+        self,
+        principal: Principal,
+        *,
+        agent_id: str,
+        plan: Any,
+        budget: RunBudget | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Submitted:
+        """Validate, authorize and enqueue a run in one transaction (T0).
+
+        A run the agent's budget cannot pay for is recorded FAILED (failed_policy), never
+        dropped, so the denial stays inspectable."""
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            raise ValidationError("idempotency_key must be 1-200 characters")
+        size = len(json.dumps(plan, default=str))
+        if size > self._limits.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"plan is {size} bytes; the limit is {self._limits.max_payload_bytes}"
+            )
+        parsed = parse_plan(
+            plan, max_steps=self._limits.max_plan_steps, validate_skill=self._skills.validate
+        )
+        budget = budget or RunBudget()
+        now = self._clock.now_ms()
+        try:
+            with self._uow() as uow:
+                if idempotency_key:
+                    existing = uow.runs.find_by_idempotency_key(
+                        principal.tenant_id, idempotency_key
+                    )
+                    if existing is not None:
+                        return Submitted(existing, created=False)
+                agent = uow.agents.get(principal.tenant_id, agent_id)
+                if agent is None:
+                    raise ValidationError(f"no agent {agent_id!r}", code="unknown_agent")
+                if agent.spent_micros >= agent.budget_micros:
+                    steps = path(
+                        (Phase.CREATED, RunStatus.QUEUED),
+                        (Phase.FAILED, RunStatus.FAILED_POLICY, "agent budget exhausted"),
+                        at_ms=now,
+                    )
+                    error = ("agent_budget_exhausted", f"agent {agent.name!r} has spent its budget")
+                else:
+                    steps = path(
+                        (Phase.CREATED, RunStatus.QUEUED),
+                        (Phase.AUTHORIZED, RunStatus.QUEUED, "authorized"),
+                        at_ms=now,
+                    )
+                    error = None
+                created = transition(
+                    None, None, Phase.CREATED, RunStatus.QUEUED, at_ms=now, reason="submitted"
+                )
+                final = steps[-1]
+                run = _new_run(
+                    principal, agent_id, parsed.to_dict(), budget, idempotency_key, metadata, now
+                )
+                run = replace(
+                    run,
+                    phase=final.to_phase,
+                    status=final.to_status,
+                    error_code=error[0] if error else None,
+                    error_message=error[1] if error else None,
+                    finished_at_ms=now if error else None,
+                )
+                uow.runs.add(run, [created, *steps])
+                if error is None:
+                    uow.runs.notify_new_runs()
+                    uow.after_commit(self._wakeup.notify)
+                uow.commit()
+        except ConflictError:
+            # Two submissions raced on one idempotency key; the other one won.
+            if idempotency_key is None:
+                raise
+            with self._uow(read_only=True) as uow:
+                existing = uow.runs.find_by_idempotency_key(principal.tenant_id, idempotency_key)
+            if existing is None:
+                raise
+            return Submitted(existing, created=False)
+        return Submitted(run, created=True)
+
+    def get(self, principal: Principal, run_id: str) -> Run:
+        with self._uow(read_only=True) as uow:
+            run = uow.runs.get(principal.tenant_id, run_id)
+        if run is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        return run
+
+    def search(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        agent_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Run], str | None]:
+        """One page of runs, newest first, and the cursor of the next page (or None)."""
+        if status is not None and status not in {s.value for s in RunStatus}:
+            raise ValidationError(
+                f"unknown status {status!r}; one of {', '.join(s.value for s in RunStatus)}"
+            )
+        if not 1 <= limit <= 500:
+            raise ValidationError("limit must be from 1 to 500")
+        with self._uow(read_only=True) as uow:
+            page = uow.runs.search(
+                principal.tenant_id,
+                status=status,
+                agent_id=agent_id,
+                limit=limit + 1,
+                before_id=cursor,
+            )
+        more = len(page) > limit
+        page = page[:limit]
+        return page, (page[-1].id if more and page else None)
+
+    def cancel(self, principal: Principal, run_id: str) -> Run:
+        """Cancel a queued run at once; ask the worker of a running one to stop at the
+        next step boundary."""
+        now = self._clock.now_ms()
+        with self._uow() as uow:
+            run = uow.runs.get(principal.tenant_id, run_id, details=False)
+            if run is None:
+                raise NotFoundError(f"no run {run_id!r}")
+            if is_terminal(run.phase):
+                raise ConflictError(f"run is already {run.status.value}", code="run_already_final")
+            if run.status is RunStatus.QUEUED:
+                done = transition(
+                    run.phase,
+                    run.status,
+                    Phase.FAILED,
+                    RunStatus.CANCELLED,
+                    at_ms=now,
+                    reason=f"cancelled by key {principal.key_id}",
+                )
+                if not uow.runs.cancel_queued(run, done):
+                    uow.runs.request_cancel(principal.tenant_id, run_id, now)
+            else:
+                uow.runs.request_cancel(principal.tenant_id, run_id, now)
+            uow.commit()
+        return self.get(principal, run_id)
+
+
+def _new_run(
+    principal: Principal,
+    agent_id: str,
+    plan: dict[str, Any],
+    budget: RunBudget,
+    idempotency_key: str | None,
+    metadata: Mapping[str, Any] | None,
+    now: int,
+) -> Run:
+    return Run(
+        id=new_id("run"),
+        tenant_id=principal.tenant_id,
+        agent_id=agent_id,
+        status=RunStatus.QUEUED,
+        phase=Phase.CREATED,
+        plan=plan,
+        budget=budget,
+        metadata=dict(metadata or {}),
+        idempotency_key=idempotency_key,
+        attempt=0,
+        lease_owner=None,
+        lease_expires_at_ms=None,
+        next_step=0,
+        usage=Usage(),
+        cost_micros=0,
+        error_code=None,
+        error_message=None,
+        output=None,
+        observability_status="OK",
+        risk_level="NORMAL",
+        cancel_requested=False,
+        created_at_ms=now,
+        updated_at_ms=now,
+        started_at_ms=None,
+        finished_at_ms=None,
+    )
