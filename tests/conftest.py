@@ -1,0 +1,153 @@
+"""Shared fixtures: real databases (SQLite files, a throwaway PostgreSQL database per test
+run), kernels built on them, and a tenant with an agent.
+
+PostgreSQL and Redis tests skip with a visible reason when the server is absent, and fail
+instead when ``CI`` is set, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runkernel.bootstrap import Kernel, build_kernel
+from runkernel.config import Settings
+from runkernel.domain.records import Agent, Principal
+
+POSTGRES_URL = os.environ.get(
+    "RUNKERNEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("RUNKERNEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _unavailable(what: str, why: str) -> None:
+    message = f"{what} unavailable: {why}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set: these tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Create a database with a random name for this test run; drop it at the end."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        _unavailable("PostgreSQL", f"psycopg not installed ({exc})")
+    name = f"rk_test_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        _unavailable("PostgreSQL", f"{POSTGRES_URL}: {exc}")
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A clean schema for each test: tables are emptied between tests."""
+    yield postgres_server
+    import psycopg
+
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'alembic_version'"
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runkernel.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "mode": "test",
+        "poll_interval_s": 0.2,
+        "retry_backoff_s": 0.0,
+        "lease_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def kernel(database_url: str) -> Iterator[Kernel]:
+    k = build_kernel(make_settings(database_url))
+    k.migrate()
+    yield k
+    k.close()
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    principal: Principal
+    api_key: str
+    agent: Agent
+
+
+def make_tenant(
+    kernel: Kernel, name: str | None = None, budget_usd: float = 100.0
+) -> TenantContext:
+    created = kernel.tenancy.create_tenant(name or f"tenant-{secrets.token_hex(4)}")
+    principal = kernel.tenancy.authenticate(created.api_key)
+    agent = kernel.tenancy.create_agent(principal, "agent", budget_usd)
+    return TenantContext(principal, created.api_key, agent)
+
+
+@pytest.fixture
+def tenant(kernel: Kernel) -> TenantContext:
+    return make_tenant(kernel)
+
+
+ECHO_PLAN = {
+    "steps": [
+        {
+            "step_id": "ask",
+            "skill": "llm.chat",
+            "params": {
+                "model": "echo-1",
+                "messages": [{"role": "user", "content": "hello governed world"}],
+                "max_tokens": 50,
+            },
+        },
+        {
+            "step_id": "pick",
+            "skill": "json.transform",
+            "params": {"data": "{{steps.ask.output}}", "expression": "content"},
+        },
+        {
+            "step_id": "again",
+            "skill": "llm.chat",
+            "params": {
+                "model": "echo-1",
+                "messages": [{"role": "user", "content": "echo: {{steps.pick.output}}"}],
+                "max_tokens": 50,
+            },
+            "output_key": "answer",
+        },
+    ]
+}
