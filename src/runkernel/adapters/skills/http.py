@@ -88,7 +88,7 @@ def decode_body(response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
-            pass
+            return response.text  # mislabelled: show the body as sent
     return response.text
 
 
