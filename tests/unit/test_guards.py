@@ -9,7 +9,11 @@ import runkernel
 
 SRC = Path(runkernel.__file__).parent
 # Modules that talk SQL on a connection their caller owns (DESIGN invariant 3).
-DRIVER_MODULES = ["adapters/db/repositories.py", "adapters/db/claims.py"]
+DRIVER_MODULES = [
+    "adapters/db/repositories.py",
+    "adapters/db/tenancy.py",
+    "adapters/db/claims.py",
+]
 FORBIDDEN_CALLS = {"commit", "rollback", "begin", "create_engine", "begin_nested"}
 
 

@@ -54,7 +54,7 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     if backend == "sqlite":
         return Database(_sqlite_engine(url), is_sqlite=True)
     if backend == "postgresql":
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
         return Database(engine, is_sqlite=False)
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
 

@@ -13,11 +13,8 @@ from types import TracebackType
 from sqlalchemy import Connection
 
 from runkernel.adapters.db.engine import READ_ONLY, Database
-from runkernel.adapters.db.repositories import (
-    SqlAgentRepository,
-    SqlRunRepository,
-    SqlTenantRepository,
-)
+from runkernel.adapters.db.repositories import SqlRunRepository
+from runkernel.adapters.db.tenancy import SqlAgentRepository, SqlTenantRepository
 
 log = logging.getLogger(__name__)
 

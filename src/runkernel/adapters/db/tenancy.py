@@ -1,0 +1,103 @@
+"""SQL for tenants, API keys and agents. Like every repository it takes its caller's
+connection and never commits, rolls back or begins (DESIGN invariant 3)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from runkernel.adapters.db.rows import agent_from_row
+from runkernel.adapters.db.tables import agents, api_keys, tenants
+from runkernel.domain.records import Agent, Principal, Role, Tenant
+
+# Settled after every step: built once so the hot path reuses the compiled statement.
+_ADD_SPEND = (
+    update(agents)
+    .where(agents.c.id == bindparam("p_agent_id"))
+    .values(spent_micros=agents.c.spent_micros + bindparam("p_micros"))
+)
+
+
+class SqlTenantRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def add(self, tenant: Tenant) -> None:
+        self._conn.execute(
+            insert(tenants).values(
+                id=tenant.id,
+                name=tenant.name,
+                status=tenant.status,
+                created_at_ms=tenant.created_at_ms,
+            )
+        )
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        row = self._conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+        return Tenant(row.id, row.name, row.status, row.created_at_ms) if row else None
+
+    def get_by_name(self, name: str) -> Tenant | None:
+        row = self._conn.execute(select(tenants).where(tenants.c.name == name)).first()
+        return Tenant(row.id, row.name, row.status, row.created_at_ms) if row else None
+
+    def add_key(
+        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
+    ) -> None:
+        self._conn.execute(
+            insert(api_keys).values(
+                id=key_id,
+                tenant_id=tenant_id,
+                key_hash=key_hash,
+                prefix=prefix,
+                role=role.value,
+                created_at_ms=now_ms,
+            )
+        )
+
+    def principal_for(self, key_hash: str) -> tuple[Principal, str] | None:
+        """The principal of an unrevoked key and its tenant's status."""
+        row = self._conn.execute(
+            select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.role, tenants.c.status)
+            .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at_ms.is_(None))
+        ).first()
+        if row is None:
+            return None
+        return Principal(row.tenant_id, row.id, Role(row.role)), row.status
+
+
+class SqlAgentRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def add(self, agent: Agent) -> None:
+        self._conn.execute(
+            insert(agents).values(
+                id=agent.id,
+                tenant_id=agent.tenant_id,
+                name=agent.name,
+                budget_micros=agent.budget_micros,
+                spent_micros=agent.spent_micros,
+                created_at_ms=agent.created_at_ms,
+            )
+        )
+
+    def get(self, tenant_id: str, agent_id: str) -> Agent | None:
+        row = self._conn.execute(
+            select(agents).where(agents.c.tenant_id == tenant_id, agents.c.id == agent_id)
+        ).first()
+        return agent_from_row(row) if row else None
+
+    def get_by_name(self, tenant_id: str, name: str) -> Agent | None:
+        row = self._conn.execute(
+            select(agents).where(agents.c.tenant_id == tenant_id, agents.c.name == name)
+        ).first()
+        return agent_from_row(row) if row else None
+
+    def for_tenant(self, tenant_id: str) -> list[Agent]:
+        rows = self._conn.execute(
+            select(agents).where(agents.c.tenant_id == tenant_id).order_by(agents.c.id)
+        )
+        return [agent_from_row(r) for r in rows]
+
+    def add_spend(self, agent_id: str, micros: int) -> None:
+        self._conn.execute(_ADD_SPEND, {"p_agent_id": agent_id, "p_micros": micros})
