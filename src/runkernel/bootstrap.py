@@ -12,7 +12,8 @@ from runkernel.adapters.db.engine import Database, open_database
 from runkernel.adapters.db.listener import PostgresListener
 from runkernel.adapters.db.unit_of_work import SqlUnitOfWork
 from runkernel.adapters.skills import SkillRegistry, build_default_registry
-from runkernel.config import Settings
+from runkernel.config import DEV_SECRET, Mode, Settings
+from runkernel.errors import ConfigurationError
 from runkernel.services.executor import RetryPolicy, RunExecutor
 from runkernel.services.ports import Clock, SystemClock
 from runkernel.services.runs import Limits, RunService
@@ -53,6 +54,14 @@ class Kernel:
         self.db.dispose()
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse combinations that would run but be unsafe."""
+    if settings.mode is Mode.PROD and settings.webhook_secret.get_secret_value() == DEV_SECRET:
+        raise ConfigurationError(
+            "RUNKERNEL_WEBHOOK_SECRET is the development default; set a real secret in prod"
+        )
+
+
 def build_kernel(
     settings: Settings | None = None,
     *,
@@ -60,6 +69,7 @@ def build_kernel(
     clock: Clock | None = None,
 ) -> Kernel:
     settings = settings or Settings()
+    check_settings(settings)
     db = open_database(settings.database_url, pool_size=settings.worker_concurrency + 4)
     skills = skills or build_default_registry(settings)
     clock = clock or SystemClock()

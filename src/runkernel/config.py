@@ -11,6 +11,8 @@ from enum import StrEnum
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEV_SECRET = "runkernel-dev-secret"
+
 
 class Mode(StrEnum):
     LOCAL = "local"
@@ -51,7 +53,7 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(None, description="key for the LLM provider")
     llm_timeout_s: float = Field(60.0, gt=0, description="timeout of one LLM call")
     webhook_secret: SecretStr = Field(
-        SecretStr("runkernel-dev-secret"), description="HMAC-SHA256 key of webhook.send"
+        SecretStr(DEV_SECRET), description="HMAC-SHA256 key of webhook.send"
     )
 
     @property
