@@ -1,9 +1,10 @@
 """Claiming runs exactly once.
 
-PostgreSQL: one ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)``: concurrent workers
-skip each other's rows instead of waiting on them.
-SQLite: one ``UPDATE … WHERE id IN (SELECT …) RETURNING`` inside the IMMEDIATE
-transaction the unit of work opened, so the whole database is the lock.
+PostgreSQL: one statement — ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
+so concurrent workers skip each other's rows instead of waiting, with the claim log
+and transitions written by data-modifying CTEs in the same round trip.
+SQLite: ``UPDATE … WHERE id IN (SELECT …) RETURNING`` inside the IMMEDIATE transaction
+the unit of work opened (the whole database is the lock), then the two log inserts.
 
 A run is claimable when it is queued and authorized, or running with an expired lease
 (its worker died). Each claim bumps ``attempt``, the fencing token every later write is
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, text
+from sqlalchemy import Connection, Row, bindparam, text
 
-from runkernel.adapters.db.tables import run_claims, run_transitions, runs
+from runkernel.adapters.db.tables import runs
 
 _CLAIMABLE = """
     (status = 'queued' AND phase = 'AUTHORIZED')
@@ -33,14 +34,41 @@ _SET = """
     updated_at_ms = :now
 """
 
+# Attempt 1 is the first claim, from AUTHORIZED; later ones take over an expired lease.
+_LOG_CLAIMS = """
+    INSERT INTO run_claims (run_id, attempt, worker_id, claimed_at_ms)
+    SELECT id, attempt, :worker, :now FROM {source}
+"""
+_LOG_TRANSITIONS = """
+    INSERT INTO run_transitions
+        (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)
+    SELECT id,
+        CASE WHEN attempt = 1 THEN 'AUTHORIZED' ELSE phase END,
+        CASE WHEN attempt = 1 THEN 'queued' ELSE 'running' END,
+        phase,
+        'running',
+        CASE WHEN attempt = 1
+            THEN 'claimed by ' || CAST(:worker AS TEXT) || ' (attempt 1)'
+            ELSE 'lease expired; reclaimed by ' || CAST(:worker AS TEXT)
+                || ' (attempt ' || CAST(attempt AS TEXT) || ')'
+        END,
+        :now
+    FROM {source}
+"""
+
 _POSTGRES = text(
     f"""
-    UPDATE runs SET {_SET}
-    WHERE id IN (
-        SELECT id FROM runs WHERE {_CLAIMABLE}
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    WITH claimed AS (
+        UPDATE runs SET {_SET}
+        WHERE id IN (
+            SELECT id FROM runs WHERE {_CLAIMABLE}
+            ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+        )
+        RETURNING *
+    ), claim_log AS ({_LOG_CLAIMS.format(source="claimed")}
+    ), transition_log AS ({_LOG_TRANSITIONS.format(source="claimed")}
     )
-    RETURNING *
+    SELECT * FROM claimed ORDER BY id
     """
 ).columns(*runs.c)
 
@@ -51,43 +79,24 @@ _SQLITE = text(
     RETURNING *
     """
 ).columns(*runs.c)
+_SQLITE_SOURCE = "runs WHERE id IN :ids"
+_SQLITE_LOG_CLAIMS = text(_LOG_CLAIMS.format(source=_SQLITE_SOURCE)).bindparams(
+    bindparam("ids", expanding=True)
+)
+_SQLITE_LOG_TRANSITIONS = text(_LOG_TRANSITIONS.format(source=_SQLITE_SOURCE)).bindparams(
+    bindparam("ids", expanding=True)
+)
 
 
 def claim_next_runs(
     conn: Connection, dialect: str, worker_id: str, limit: int, now_ms: int, lease_ms: int
 ) -> list[Row[Any]]:
-    statement = _POSTGRES if dialect == "postgresql" else _SQLITE
     params = {"worker": worker_id, "limit": limit, "now": now_ms, "expires": now_ms + lease_ms}
-    rows = list(conn.execute(statement, params))
-    if not rows:
-        return rows
-    conn.execute(
-        insert(run_claims),
-        [
-            {"run_id": r.id, "attempt": r.attempt, "worker_id": worker_id, "claimed_at_ms": now_ms}
-            for r in rows
-        ],
-    )
-    conn.execute(
-        insert(run_transitions),
-        [_claim_transition(r, worker_id, now_ms) for r in rows],
-    )
-    return rows
-
-
-def _claim_transition(row: Row[Any], worker_id: str, now_ms: int) -> dict[str, Any]:
-    # attempt 1 is the first claim, from AUTHORIZED; later ones take over an expired lease.
-    first = row.attempt == 1
-    return {
-        "run_id": row.id,
-        "from_phase": "AUTHORIZED" if first else row.phase,
-        "from_status": "queued" if first else "running",
-        "to_phase": row.phase,
-        "to_status": "running",
-        "reason": (
-            f"claimed by {worker_id} (attempt 1)"
-            if first
-            else f"lease expired; reclaimed by {worker_id} (attempt {row.attempt})"
-        ),
-        "at_ms": now_ms,
-    }
+    if dialect == "postgresql":
+        return list(conn.execute(_POSTGRES, params))
+    rows = list(conn.execute(_SQLITE, params))
+    if rows:
+        logged = {"worker": worker_id, "now": now_ms, "ids": [r.id for r in rows]}
+        conn.execute(_SQLITE_LOG_CLAIMS, logged)
+        conn.execute(_SQLITE_LOG_TRANSITIONS, logged)
+    return sorted(rows, key=lambda r: str(r.id))

@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from runkernel.adapters.db import claims
+from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
 from runkernel.adapters.db.tables import run_steps, run_transitions, runs
+from runkernel.adapters.db.tenancy import ADD_SPEND as _ADD_SPEND
 from runkernel.domain.records import Claim, Run, StepRecord
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
@@ -96,18 +97,7 @@ class SqlRunRepository:
         self.add_transitions(run.id, transitions)
 
     def add_transitions(self, run_id: str, transitions: Iterable[Transition]) -> None:
-        rows = [
-            {
-                "run_id": run_id,
-                "from_phase": t.from_phase.value if t.from_phase else None,
-                "from_status": t.from_status.value if t.from_status else None,
-                "to_phase": t.to_phase.value,
-                "to_status": t.to_status.value,
-                "reason": t.reason,
-                "at_ms": t.at_ms,
-            }
-            for t in transitions
-        ]
+        rows = [_transition_values(run_id, t) for t in transitions]
         if rows:
             self._conn.execute(_INSERT_TRANSITIONS, rows)
 
@@ -212,21 +202,28 @@ class SqlRunRepository:
         if self._dialect == "postgresql":
             self._conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    def record_step(self, claim: Claim, step: StepRecord, *, now_ms: int) -> bool:
+    def record_step(
+        self, claim: Claim, step: StepRecord, *, now_ms: int, agent_id: str | None = None
+    ) -> bool:
         """Store a finished step and advance the run past it, or raise ``LeaseLostError``.
 
         Returns whether a cancel was requested meanwhile, so the worker learns of it
-        without another query."""
-        cancel_requested = self._fenced(
-            _RECORD_STEP,
-            claim,
-            p_next_step=step.step_index + 1,
-            p_input_tokens=step.usage.input_tokens,
-            p_output_tokens=step.usage.output_tokens,
-            p_cost=step.cost_micros,
-            p_now=now_ms,
-        )
+        without another query. With ``agent_id`` the step's cost is also added to the
+        agent's spend, in the same transaction."""
+        params = {
+            "p_next_step": step.step_index + 1,
+            "p_input_tokens": step.usage.input_tokens,
+            "p_output_tokens": step.usage.output_tokens,
+            "p_cost": step.cost_micros,
+            "p_now": now_ms,
+        }
+        if self._dialect == "postgresql":
+            values = {**params, **_step_values(step), "p_settle": agent_id is not None}
+            return self._fenced(postgres.RECORD_STEP, claim, **values)
+        cancel_requested = self._fenced(_RECORD_STEP, claim, **params)
         self._conn.execute(_INSERT_STEP, _step_values(step))
+        if agent_id is not None and step.cost_micros:
+            self._conn.execute(_ADD_SPEND, {"p_agent_id": agent_id, "p_micros": step.cost_micros})
         return cancel_requested
 
     def finish(
@@ -240,16 +237,19 @@ class SqlRunRepository:
     ) -> None:
         """Write the run's final state and the transitions that led to it, fenced."""
         last = transitions[-1]
-        self._fenced(
-            _FINISH,
-            claim,
-            p_status=last.to_status.value,
-            p_phase=last.to_phase.value,
-            p_output=output,
-            p_error_code=error_code,
-            p_error_message=error_message,
-            p_now=last.at_ms,
-        )
+        params = {
+            "p_status": last.to_status.value,
+            "p_phase": last.to_phase.value,
+            "p_output": output,
+            "p_error_code": error_code,
+            "p_error_message": error_message,
+            "p_now": last.at_ms,
+        }
+        if self._dialect == "postgresql":
+            rows = [_transition_values(claim.run_id, t) for t in transitions]
+            self._fenced(postgres.FINISH, claim, **params, p_transitions=rows)
+            return
+        self._fenced(_FINISH, claim, **params)
         self.add_transitions(claim.run_id, transitions)
 
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:
@@ -285,6 +285,18 @@ def _run_values(run: Run) -> dict[str, Any]:
         "created_at_ms": run.created_at_ms,
         "updated_at_ms": run.updated_at_ms,
         "finished_at_ms": run.finished_at_ms,
+    }
+
+
+def _transition_values(run_id: str, t: Transition) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "from_phase": t.from_phase.value if t.from_phase else None,
+        "from_status": t.from_status.value if t.from_status else None,
+        "to_phase": t.to_phase.value,
+        "to_status": t.to_status.value,
+        "reason": t.reason,
+        "at_ms": t.at_ms,
     }
 
 

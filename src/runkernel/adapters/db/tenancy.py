@@ -9,8 +9,12 @@ from runkernel.adapters.db.rows import agent_from_row
 from runkernel.adapters.db.tables import agents, api_keys, tenants
 from runkernel.domain.records import Agent, Principal, Role, Tenant
 
+# Read at every submission (authorization).
+_GET_AGENT = select(agents).where(
+    agents.c.tenant_id == bindparam("p_tenant_id"), agents.c.id == bindparam("p_id")
+)
 # Settled after every step: built once so the hot path reuses the compiled statement.
-_ADD_SPEND = (
+ADD_SPEND = (
     update(agents)
     .where(agents.c.id == bindparam("p_agent_id"))
     .values(spent_micros=agents.c.spent_micros + bindparam("p_micros"))
@@ -82,9 +86,7 @@ class SqlAgentRepository:
         )
 
     def get(self, tenant_id: str, agent_id: str) -> Agent | None:
-        row = self._conn.execute(
-            select(agents).where(agents.c.tenant_id == tenant_id, agents.c.id == agent_id)
-        ).first()
+        row = self._conn.execute(_GET_AGENT, {"p_tenant_id": tenant_id, "p_id": agent_id}).first()
         return agent_from_row(row) if row else None
 
     def get_by_name(self, tenant_id: str, name: str) -> Agent | None:
@@ -100,4 +102,4 @@ class SqlAgentRepository:
         return [agent_from_row(r) for r in rows]
 
     def add_spend(self, agent_id: str, micros: int) -> None:
-        self._conn.execute(_ADD_SPEND, {"p_agent_id": agent_id, "p_micros": micros})
+        self._conn.execute(ADD_SPEND, {"p_agent_id": agent_id, "p_micros": micros})

@@ -1,0 +1,73 @@
+"""PostgreSQL forms of the worker's multi-statement writes, each ONE statement.
+
+Data-modifying CTEs let PostgreSQL do in one round trip what SQLite (which has no DML in
+WITH, and no round trips to save) does in two or three statements. Each statement keeps
+the lease fence of DESIGN invariant 6: when the fenced UPDATE matches no row, the CTEs
+that read from it insert nothing and the statement returns no row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+_FENCE = """
+    id = :f_run_id AND attempt = :f_attempt AND lease_owner = :f_worker AND status = 'running'
+"""
+
+RECORD_STEP = text(
+    f"""
+    WITH advanced AS (
+        UPDATE runs SET
+            next_step = :p_next_step,
+            input_tokens = input_tokens + :p_input_tokens,
+            output_tokens = output_tokens + :p_output_tokens,
+            cost_micros = cost_micros + :p_cost,
+            updated_at_ms = :p_now
+        WHERE {_FENCE}
+        RETURNING id, agent_id, cancel_requested
+    ), step AS (
+        INSERT INTO run_steps (
+            run_id, step_index, step_id, skill, status, input, output, input_tokens,
+            output_tokens, cost_micros, duration_ms, error, attempt, tries, finished_at_ms
+        )
+        SELECT id, :step_index, :step_id, :skill, :status, :input, :output, :input_tokens,
+            :output_tokens, :cost_micros, :duration_ms, :error, :attempt, :tries,
+            :finished_at_ms
+        FROM advanced
+    ), spend AS (
+        UPDATE agents SET spent_micros = spent_micros + :p_cost
+        FROM advanced
+        WHERE agents.id = advanced.agent_id AND :p_settle AND :p_cost > 0
+    )
+    SELECT cancel_requested FROM advanced
+    """
+).bindparams(bindparam("input", type_=JSONB), bindparam("output", type_=JSONB))
+
+FINISH = text(
+    f"""
+    WITH done AS (
+        UPDATE runs SET
+            status = :p_status,
+            phase = :p_phase,
+            output = :p_output,
+            error_code = :p_error_code,
+            error_message = :p_error_message,
+            lease_owner = NULL,
+            lease_expires_at_ms = NULL,
+            updated_at_ms = :p_now,
+            finished_at_ms = :p_now
+        WHERE {_FENCE}
+        RETURNING id, cancel_requested
+    ), recorded AS (
+        INSERT INTO run_transitions
+            (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)
+        SELECT done.id, t.from_phase, t.from_status, t.to_phase, t.to_status, t.reason, t.at_ms
+        FROM done, jsonb_to_recordset(:p_transitions) AS t(
+            from_phase text, from_status text, to_phase text, to_status text,
+            reason text, at_ms bigint
+        )
+    )
+    SELECT cancel_requested FROM done
+    """
+).bindparams(bindparam("p_output", type_=JSONB), bindparam("p_transitions", type_=JSONB))
