@@ -116,10 +116,18 @@ class WorkerPool:
     def _start(self, run: Run) -> None:
         claim = Claim(run.id, run.attempt, self.worker_id, run.lease_expires_at_ms or 0)
         execution = Execution(claim)
+        # Check-and-submit under the lock: stop() sets _stopping before it takes the lock
+        # and shuts the pool down only after, so a claim racing with stop() is handed back
+        # instead of being stranded on a pool that no longer accepts work.
         with self._lock:
-            self._inflight[run.id] = execution
-            self.claimed += 1
-        self._pool.submit(self._execute, run, execution)
+            if not self._stopping.is_set():
+                self._inflight[run.id] = execution
+                self.claimed += 1
+                self._pool.submit(self._execute, run, execution)
+                return
+        with self.kernel.uow() as uow:
+            uow.runs.release(claim, self.kernel.clock.now_ms())
+            uow.commit()
 
     def _execute(self, run: Run, execution: Execution) -> None:
         try:
