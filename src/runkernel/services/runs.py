@@ -12,6 +12,7 @@ from runkernel.domain.plans import parse_plan
 from runkernel.domain.records import Principal, Run, RunBudget
 from runkernel.domain.runs import Phase, RunStatus, is_terminal, path, transition
 from runkernel.domain.skills import Usage
+from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     ConflictError,
     NotFoundError,
@@ -64,6 +65,10 @@ class RunService:
         dropped, so the denial stays inspectable."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise ValidationError("idempotency_key must be 1-200 characters")
+        try:
+            check_storable({"plan": plan, "metadata": metadata or {}})
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="unstorable_input") from exc
         size = len(json.dumps(plan, default=str))
         if size > self._limits.max_payload_bytes:
             raise PayloadTooLargeError(

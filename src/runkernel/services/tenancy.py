@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
 from runkernel.domain.records import Agent, Principal, Role, Tenant
+from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     AuthenticationError,
     ConflictError,
@@ -19,6 +20,7 @@ from runkernel.errors import (
 from runkernel.services.ports import Clock, TenantRepository, UnitOfWorkFactory
 
 KEY_PREFIX = "rk_"
+MAX_MICROS = 2**62  # fits a BIGINT column with room for sums
 
 
 def hash_key(api_key: str) -> str:
@@ -38,9 +40,7 @@ class Tenancy:
 
     def create_tenant(self, name: str) -> NewTenant:
         """Create a tenant and its first (admin) API key."""
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise ValidationError("tenant name must be 1-200 characters")
+        name = _name(name, "tenant")
         now = self._clock.now_ms()
         tenant = Tenant(new_id("ten"), name, "active", now)
         with self._uow() as uow:
@@ -86,15 +86,13 @@ class Tenancy:
         return principal
 
     def create_agent(self, principal: Principal, name: str, budget_usd: float | str) -> Agent:
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise ValidationError("agent name must be 1-200 characters")
+        name = _name(name, "agent")
         try:
             budget = usd_to_micros(budget_usd)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
-        if budget < 0:
-            raise ValidationError("budget_usd must not be negative")
+        if not 0 <= budget <= MAX_MICROS:
+            raise ValidationError(f"budget_usd must be from 0 to {MAX_MICROS // 1_000_000}")
         agent = Agent(new_id("agt"), principal.tenant_id, name, budget, 0, self._clock.now_ms())
         with self._uow() as uow:
             if uow.agents.get_by_name(principal.tenant_id, name) is not None:
@@ -110,3 +108,14 @@ class Tenancy:
     def list_agents(self, principal: Principal) -> list[Agent]:
         with self._uow(read_only=True) as uow:
             return uow.agents.for_tenant(principal.tenant_id)
+
+
+def _name(raw: str, what: str) -> str:
+    name = raw.strip()
+    if not name or len(name) > 200:
+        raise ValidationError(f"{what} name must be 1-200 characters")
+    try:
+        check_storable(name)
+    except ValueError as exc:
+        raise ValidationError(f"{what} name: {exc}") from exc
+    return name

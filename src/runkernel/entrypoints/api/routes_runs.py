@@ -1,0 +1,87 @@
+"""``/api/v1/runs``: submit (T0), search, inspect and cancel runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from runkernel.entrypoints.api import views
+from runkernel.entrypoints.api.auth import KernelDep, PrincipalDep
+from runkernel.entrypoints.api.ids import require_id
+from runkernel.entrypoints.api.schemas import (
+    ERROR_RESPONSES,
+    ID_PATTERN,
+    RunAccepted,
+    RunCreate,
+    RunDetail,
+    RunList,
+    error_doc,
+)
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
+
+
+@router.post(
+    "",
+    status_code=202,
+    responses={
+        200: {"model": RunAccepted, "description": "the idempotency key named an existing run"},
+        413: error_doc("the plan is over the size limit"),
+    },
+)
+def submit_run(
+    body: RunCreate,
+    principal: PrincipalDep,
+    kernel: KernelDep,
+    request: Request,
+    response: Response,
+) -> RunAccepted:
+    """Validate, authorize and enqueue a run: 202 with its id.
+
+    A repeat with an ``idempotency_key`` already used by this tenant answers **200** with
+    the existing run (whatever its status now) and enqueues nothing. A run the agent's
+    budget cannot pay for is accepted as ``failed_policy`` so the denial stays visible.
+    """
+    submitted = kernel.runs.submit(
+        principal,
+        agent_id=body.agent_id,
+        plan=body.plan,
+        budget=body.budget.to_budget() if body.budget else None,
+        idempotency_key=body.idempotency_key,
+        metadata=body.metadata,
+    )
+    if not submitted.created:
+        response.status_code = 200
+    response.headers["Location"] = str(request.url_for("get_run", run_id=submitted.run.id))
+    return views.accepted(submitted.run)
+
+
+@router.get("")
+def list_runs(
+    principal: PrincipalDep,
+    kernel: KernelDep,
+    status: Annotated[str | None, Query(max_length=32, description="e.g. queued")] = None,
+    agent_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=ID_PATTERN, description="next_cursor of the previous page")
+    ] = None,
+) -> RunList:
+    """Runs of this tenant, newest first, one page at a time."""
+    runs, next_cursor = kernel.runs.search(
+        principal, status=status, agent_id=agent_id, limit=limit, cursor=cursor
+    )
+    return RunList(runs=[views.summary(r) for r in runs], next_cursor=next_cursor)
+
+
+@router.get("/{run_id}")
+def get_run(run_id: str, principal: PrincipalDep, kernel: KernelDep) -> RunDetail:
+    """A run with its transitions and steps."""
+    return views.detail(kernel.runs.get(principal, require_id(run_id, "run")))
+
+
+@router.post("/{run_id}/cancel", responses={409: error_doc("the run is already final")})
+def cancel_run(run_id: str, principal: PrincipalDep, kernel: KernelDep) -> RunDetail:
+    """Cancel a queued run at once; a running one stops at its next step boundary."""
+    return views.detail(kernel.runs.cancel(principal, require_id(run_id, "run")))

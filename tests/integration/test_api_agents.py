@@ -1,0 +1,97 @@
+"""Agents over HTTP, and the tenant wall: nothing of another tenant is visible (404)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import ECHO_PLAN, TenantContext, make_tenant
+from runkernel.bootstrap import Kernel
+from runkernel.entrypoints.api import create_app
+
+
+@pytest.fixture
+def client(kernel: Kernel) -> Iterator[TestClient]:
+    with TestClient(create_app(kernel)) as test_client:
+        yield test_client
+
+
+def auth(tenant: TenantContext) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenant.api_key}"}
+
+
+def test_create_list_and_get_an_agent(client: TestClient, tenant: TenantContext) -> None:
+    created = client.post(
+        "/api/v1/agents", json={"name": "researcher", "budget_usd": 0.1}, headers=auth(tenant)
+    )
+    assert created.status_code == 201
+    agent = created.json()
+    assert agent["name"] == "researcher"
+    assert (agent["budget_usd"], agent["spent_usd"]) == (0.1, 0.0)  # exact: micros inside
+    assert agent["created_at"].endswith("Z")
+    assert created.headers["location"].endswith(f"/api/v1/agents/{agent['id']}")
+
+    fetched = client.get(created.headers["location"], headers=auth(tenant))
+    assert fetched.status_code == 200 and fetched.json() == agent
+    listed = client.get("/api/v1/agents", headers=auth(tenant)).json()["agents"]
+    assert sorted(a["name"] for a in listed) == ["agent", "researcher"]
+
+
+def test_a_duplicate_agent_name_is_409(client: TestClient, tenant: TenantContext) -> None:
+    body = {"name": "twin", "budget_usd": 1}
+    assert client.post("/api/v1/agents", json=body, headers=auth(tenant)).status_code == 201
+    again = client.post("/api/v1/agents", json=body, headers=auth(tenant))
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize("budget", [-1, -0.000001, "10", None, True, 1e12])
+def test_a_bad_agent_budget_is_422(
+    client: TestClient, tenant: TenantContext, budget: object
+) -> None:
+    response = client.post(
+        "/api/v1/agents", json={"name": "x", "budget_usd": budget}, headers=auth(tenant)
+    )
+    assert response.status_code == 422
+    assert "budget_usd" in response.json()["error"]["message"]
+
+
+def test_tenant_b_sees_nothing_of_tenant_a(
+    kernel: Kernel, client: TestClient, tenant: TenantContext
+) -> None:
+    other = make_tenant(kernel)
+    run_id = client.post(
+        "/api/v1/runs",
+        json={"agent_id": tenant.agent.id, "plan": ECHO_PLAN},
+        headers=auth(tenant),
+    ).json()["id"]
+
+    for method, path in [
+        ("GET", f"/api/v1/runs/{run_id}"),
+        ("POST", f"/api/v1/runs/{run_id}/cancel"),
+        ("GET", f"/api/v1/agents/{tenant.agent.id}"),
+    ]:
+        response = client.request(method, path, headers=auth(other))
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+
+    runs = client.get("/api/v1/runs", headers=auth(other)).json()
+    assert runs == {"runs": [], "next_cursor": None}
+    by_agent = client.get(
+        "/api/v1/runs", params={"agent_id": tenant.agent.id}, headers=auth(other)
+    ).json()
+    assert by_agent["runs"] == []
+    agents = client.get("/api/v1/agents", headers=auth(other)).json()["agents"]
+    assert [a["id"] for a in agents] == [other.agent.id]
+    stolen = client.post(
+        "/api/v1/runs",
+        json={"agent_id": tenant.agent.id, "plan": ECHO_PLAN},
+        headers=auth(other),
+    )
+    assert stolen.status_code == 422
+    assert stolen.json()["error"]["code"] == "unknown_agent"
+    # …and tenant A's run is untouched by B's cancel attempt.
+    mine = client.get(f"/api/v1/runs/{run_id}", headers=auth(tenant)).json()
+    assert mine["status"] == "queued" and mine["cancel_requested"] is False
