@@ -86,6 +86,9 @@ class Tenancy:
         return principal
 
     def create_agent(self, principal: Principal, name: str, budget_usd: float | str) -> Agent:
+        if principal.role is not Role.ADMIN:
+            # An agent's budget is money: only a tenant admin may set one.
+            raise PermissionDeniedError("creating an agent needs an admin key")
         name = _name(name, "agent")
         try:
             budget = usd_to_micros(budget_usd)
