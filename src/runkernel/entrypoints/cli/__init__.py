@@ -1,0 +1,48 @@
+"""The ``runkernel`` command line.
+
+Operators run the kernel and manage tenants directly against the database (``server``);
+tenants talk to the HTTP API with their key (``remote``); ``demo`` shows both at once.
+Every flag that overrides a setting also reads its ``RUNKERNEL_*`` variable.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from runkernel.entrypoints.cli import demo, remote, server
+from runkernel.entrypoints.cli.console import widen_when_piped
+from runkernel.entrypoints.cli.errors import ErrorHandlingGroup
+
+app = typer.Typer(
+    name="runkernel",
+    help="A governed run kernel for LLM agent runs.",
+    cls=ErrorHandlingGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _configure_output() -> None:
+    widen_when_piped()
+
+
+app.command()(server.serve)
+app.command()(server.api)
+app.command()(server.worker)
+app.add_typer(server.db_app, name="db")
+app.add_typer(server.tenants_app, name="tenants", no_args_is_help=True)
+app.add_typer(server.keys_app, name="keys", no_args_is_help=True)
+app.add_typer(remote.agents_app, name="agents")
+app.command()(remote.submit)
+app.command()(remote.runs)
+app.command()(remote.show)
+app.command("demo")(demo.demo_command)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
