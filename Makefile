@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+LINTED := src tests $(wildcard bench)
 
 .PHONY: demo test install lint typecheck contracts unit integration e2e browser chaos browser-deps bench clean
 
@@ -19,8 +20,8 @@ demo: install
 	$(BIN)/runkernel demo
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 contracts: install
 	$(BIN)/lint-imports
