@@ -99,9 +99,7 @@ class RunExecutor:
             step = plan.steps[index]
             record = self._run_step(run, claim, index, step, outputs, execution)
             with self._uow() as uow:
-                cancel = uow.runs.record_step(
-                    claim, record, now_ms=record.finished_at_ms, agent_id=run.agent_id
-                )
+                cancel = uow.runs.record_step(claim, record, now_ms=record.finished_at_ms)
                 uow.commit()
             cost += record.cost_micros
             usage = usage + record.usage

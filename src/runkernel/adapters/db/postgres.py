@@ -25,7 +25,7 @@ RECORD_STEP = text(
             cost_micros = cost_micros + :p_cost,
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cancel_requested
+        RETURNING id, cancel_requested
     ), step AS (
         INSERT INTO run_steps (
             run_id, step_index, step_id, skill, status, input, output, input_tokens,
@@ -35,10 +35,6 @@ RECORD_STEP = text(
             :output_tokens, :cost_micros, :duration_ms, :error, :attempt, :tries,
             :finished_at_ms
         FROM advanced
-    ), spend AS (
-        UPDATE agents SET spent_micros = spent_micros + :p_cost
-        FROM advanced
-        WHERE agents.id = advanced.agent_id AND :p_settle AND :p_cost > 0
     )
     SELECT cancel_requested FROM advanced
     """
@@ -58,7 +54,11 @@ FINISH = text(
             updated_at_ms = :p_now,
             finished_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, cancel_requested
+        RETURNING id, agent_id, cost_micros, cancel_requested
+    ), settled AS (
+        UPDATE agents SET spent_micros = spent_micros + done.cost_micros
+        FROM done
+        WHERE agents.id = done.agent_id AND done.cost_micros > 0
     ), recorded AS (
         INSERT INTO run_transitions
             (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)

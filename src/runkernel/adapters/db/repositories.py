@@ -16,8 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
-from runkernel.adapters.db.tables import run_steps, run_transitions, runs
-from runkernel.adapters.db.tenancy import ADD_SPEND as _ADD_SPEND
+from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
 from runkernel.domain.records import Claim, Run, StepRecord
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
@@ -70,6 +69,18 @@ _RELEASE = (
     .values(
         lease_owner=None, lease_expires_at_ms=bindparam("p_now"), updated_at_ms=bindparam("p_now")
     )
+)
+# The agent pays for a run once, when the run is final (DESIGN invariant 1): one update of
+# the agent's row per run, where per-step settlement made every step of every run of one
+# agent queue on that row's lock.
+_RUN_COST = select(runs.c.cost_micros).where(runs.c.id == bindparam("p_run_id"))
+_SETTLE = (
+    update(agents)
+    .where(
+        agents.c.id
+        == select(runs.c.agent_id).where(runs.c.id == bindparam("p_run_id")).scalar_subquery()
+    )
+    .values(spent_micros=agents.c.spent_micros + _RUN_COST.scalar_subquery())
 )
 _INSERT_STEP = insert(run_steps)
 _INSERT_RUN = insert(runs)
@@ -202,14 +213,11 @@ class SqlRunRepository:
         if self._dialect == "postgresql":
             self._conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    def record_step(
-        self, claim: Claim, step: StepRecord, *, now_ms: int, agent_id: str | None = None
-    ) -> bool:
+    def record_step(self, claim: Claim, step: StepRecord, *, now_ms: int) -> bool:
         """Store a finished step and advance the run past it, or raise ``LeaseLostError``.
 
         Returns whether a cancel was requested meanwhile, so the worker learns of it
-        without another query. With ``agent_id`` the step's cost is also added to the
-        agent's spend, in the same transaction."""
+        without another query."""
         params = {
             "p_next_step": step.step_index + 1,
             "p_input_tokens": step.usage.input_tokens,
@@ -218,12 +226,9 @@ class SqlRunRepository:
             "p_now": now_ms,
         }
         if self._dialect == "postgresql":
-            values = {**params, **_step_values(step), "p_settle": agent_id is not None}
-            return self._fenced(postgres.RECORD_STEP, claim, **values)
+            return self._fenced(postgres.RECORD_STEP, claim, **params, **_step_values(step))
         cancel_requested = self._fenced(_RECORD_STEP, claim, **params)
         self._conn.execute(_INSERT_STEP, _step_values(step))
-        if agent_id is not None and step.cost_micros:
-            self._conn.execute(_ADD_SPEND, {"p_agent_id": agent_id, "p_micros": step.cost_micros})
         return cancel_requested
 
     def finish(
@@ -235,7 +240,8 @@ class SqlRunRepository:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> None:
-        """Write the run's final state and the transitions that led to it, fenced."""
+        """Write the run's final state and the transitions that led to it, and settle the
+        run's cost against its agent's spend — one transaction, fenced."""
         last = transitions[-1]
         params = {
             "p_status": last.to_status.value,
@@ -250,6 +256,7 @@ class SqlRunRepository:
             self._fenced(postgres.FINISH, claim, **params, p_transitions=rows)
             return
         self._fenced(_FINISH, claim, **params)
+        self._conn.execute(_SETTLE, {"p_run_id": claim.run_id})
         self.add_transitions(claim.run_id, transitions)
 
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:

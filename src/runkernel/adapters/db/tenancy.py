@@ -3,7 +3,7 @@ connection and never commits, rolls back or begins (DESIGN invariant 3)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select
 
 from runkernel.adapters.db.rows import agent_from_row
 from runkernel.adapters.db.tables import agents, api_keys, tenants
@@ -12,12 +12,6 @@ from runkernel.domain.records import Agent, Principal, Role, Tenant
 # Read at every submission (authorization).
 _GET_AGENT = select(agents).where(
     agents.c.tenant_id == bindparam("p_tenant_id"), agents.c.id == bindparam("p_id")
-)
-# Settled after every step: built once so the hot path reuses the compiled statement.
-ADD_SPEND = (
-    update(agents)
-    .where(agents.c.id == bindparam("p_agent_id"))
-    .values(spent_micros=agents.c.spent_micros + bindparam("p_micros"))
 )
 
 
@@ -100,6 +94,3 @@ class SqlAgentRepository:
             select(agents).where(agents.c.tenant_id == tenant_id).order_by(agents.c.id)
         )
         return [agent_from_row(r) for r in rows]
-
-    def add_spend(self, agent_id: str, micros: int) -> None:
-        self._conn.execute(ADD_SPEND, {"p_agent_id": agent_id, "p_micros": micros})
