@@ -1,4 +1,4 @@
-"""PostgreSQL forms of the worker's multi-statement writes, each ONE statement.
+"""PostgreSQL forms of the hot multi-statement writes, each ONE statement.
 
 Data-modifying CTEs let PostgreSQL do in one round trip what SQLite (which has no DML in
 WITH, and no round trips to save) does in two or three statements. Each statement keeps
@@ -71,3 +71,32 @@ FINISH = text(
     SELECT cancel_requested FROM done
     """
 ).bindparams(bindparam("p_output", type_=JSONB), bindparam("p_transitions", type_=JSONB))
+
+INSERT_RUN = text(
+    """
+    WITH created AS (
+        INSERT INTO runs (
+            id, tenant_id, agent_id, status, phase, plan, budget, metadata, idempotency_key,
+            attempt, next_step, error_code, error_message, created_at_ms, updated_at_ms,
+            finished_at_ms
+        ) VALUES (
+            :id, :tenant_id, :agent_id, :status, :phase, :plan, :budget, :metadata,
+            :idempotency_key, :attempt, :next_step, :error_code, :error_message,
+            :created_at_ms, :updated_at_ms, :finished_at_ms
+        )
+        RETURNING id
+    )
+    INSERT INTO run_transitions
+        (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)
+    SELECT created.id, t.from_phase, t.from_status, t.to_phase, t.to_status, t.reason, t.at_ms
+    FROM created, jsonb_to_recordset(:p_transitions) AS t(
+        from_phase text, from_status text, to_phase text, to_status text, reason text,
+        at_ms bigint
+    )
+    """
+).bindparams(
+    bindparam("plan", type_=JSONB),
+    bindparam("budget", type_=JSONB),
+    bindparam("metadata", type_=JSONB),
+    bindparam("p_transitions", type_=JSONB),
+)

@@ -99,6 +99,10 @@ class SqlRunRepository:
     # -- submission and reads (always tenant-scoped) --------------------------------
     def add(self, run: Run, transitions: Sequence[Transition]) -> None:
         try:
+            if self._dialect == "postgresql":
+                rows = [_transition_values(run.id, t) for t in transitions]
+                self._conn.execute(postgres.INSERT_RUN, {**_run_values(run), "p_transitions": rows})
+                return
             self._conn.execute(_INSERT_RUN, _run_values(run))
         except IntegrityError as exc:
             raise ConflictError(
