@@ -142,3 +142,160 @@ run_claims = Table(
     Column("worker_id", String(100), nullable=False),
     Column("claimed_at_ms", BigInteger, nullable=False),
 )
+
+# -- governance (DESIGN invariants 1-5) ---------------------------------------------------
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id")),  # NULL: a system incident
+    Column("run_id", String(64), ForeignKey("runs.id")),
+    Column("category", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("error_code", String(64)),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("resolved_at_ms", BigInteger),
+    # One incident per cause: the database, not the caller, refuses a second.
+    UniqueConstraint("run_id", "category", name="uq_incidents_run_category"),
+    Index("ix_incidents_tenant", "tenant_id", "status", "id"),
+)
+
+policy_rules = Table(
+    "policy_rules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("agent_id", String(64), ForeignKey("agents.id")),  # set when scope = agent
+    Column("kind", String(32), nullable=False),
+    Column("params", Json, nullable=False),
+    Column("enforcement", String(16), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_policy_rules_tenant", "tenant_id", "status"),
+)
+
+policy_evaluations = Table(
+    "policy_evaluations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False, unique=True),
+    Column("outcome", String(16), nullable=False),
+    Column("violations", Json, nullable=False),
+    Column("rules", Json, nullable=False),  # [{id, version, kind, enforcement}]
+    Column("evaluated_at_ms", BigInteger, nullable=False),
+)
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # started | completed | failed | aborted
+    Column("sink_error", Text),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("completed_at_ms", BigInteger),
+)
+
+lessons = Table(
+    "lessons",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("agent_id", String(64), ForeignKey("agents.id"), nullable=False),
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("kind", String(32), nullable=False),  # failure | near_threshold | critical_success
+    Column("dedupe_key", String(200), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("detail", Json, nullable=False),
+    Column("proposed_rule", Json),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    # "once per band per agent per day" and the like are a unique key, not a read-then-write.
+    UniqueConstraint("tenant_id", "dedupe_key", name="uq_lessons_dedupe"),
+    Index("ix_lessons_tenant", "tenant_id", "state", "id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(64), nullable=False, unique=True),  # the event id subscribers dedupe on
+    Column("topic", String(100), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("run_id", String(64)),
+    Column("payload", Json, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("published_at_ms", BigInteger),
+    Column("claimed_by", String(100)),
+    Column("claimed_until_ms", BigInteger),
+    Index(
+        "ix_outbox_pending",
+        "seq",
+        postgresql_where=text("published_at_ms IS NULL"),
+        sqlite_where=text("published_at_ms IS NULL"),
+    ),
+)
+
+audit_expectations = Table(
+    "audit_expectations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("domain", String(32), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("deadline_ms", BigInteger),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("acked_at_ms", BigInteger),
+    Column("metadata", Json, nullable=False),
+    Index("ix_audit_expectations_run", "run_id"),
+    Index(
+        "ix_audit_expectations_due",
+        "deadline_ms",
+        postgresql_where=text("status = 'PENDING'"),
+        sqlite_where=text("status = 'PENDING'"),
+    ),
+)
+
+audit_acks = Table(
+    "audit_acks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("domain", String(32), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # SUCCESS | FAILED | ROLLED_BACK
+    Column("result_id", String(64)),
+    Column("error", Text),
+    Column("rolled_back", Boolean, nullable=False, server_default=text("false")),
+    Column("rollback_reason", Text),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Index("ix_audit_acks_run", "run_id"),
+)
+
+audit_reconciliations = Table(
+    "audit_reconciliations",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("tenant_id", String(64)),
+    Column("status", String(16), nullable=False),  # COMPLETE | INCOMPLETE | STALE
+    Column("clean", Boolean, nullable=False),
+    Column("result", Json, nullable=False),
+    Column("reconciled_at_ms", BigInteger, nullable=False),
+    Index("ix_audit_reconciliations_status", "status", "reconciled_at_ms"),
+)
