@@ -11,6 +11,8 @@ from enum import StrEnum
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runkernel.domain.traces import ObservabilityMode
+
 DEV_SECRET = "runkernel-dev-secret"
 
 
@@ -54,6 +56,20 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(60.0, gt=0, description="timeout of one LLM call")
     webhook_secret: SecretStr = Field(
         SecretStr(DEV_SECRET), description="HMAC-SHA256 key of webhook.send"
+    )
+
+    observability_mode: ObservabilityMode = Field(
+        ObservabilityMode.DEGRADED,
+        description="what a failing trace sink does: STRICT | DEGRADED | PERMISSIVE",
+    )
+    trace_sink: str = Field("none", description="where traces are exported: none|log|http")
+    trace_sink_url: str | None = Field(None, description="collector URL of the http sink")
+    reconcile_interval_s: float = Field(
+        10.0, gt=0, description="how often the audit sweep reconciles runs past deadline"
+    )
+    relay_interval_s: float = Field(1.0, gt=0, description="fallback poll of the outbox relay")
+    completion_retries: int = Field(
+        3, ge=0, description="retries of a failed completion transaction before lease expiry"
     )
 
     @property

@@ -14,7 +14,9 @@ RunkernelError                      base; code ``internal``
 │   └── IllegalTransitionError      a phase change that is not one step forward or to FAILED
 ├── LeaseLostError                  a worker no longer holds the run it writes to
 ├── SkillError                      a skill could not do its job (a failed step)
-└── StorageError                    the database failed or is not migrated
+├── StorageError                    the database failed or is not migrated
+├── TraceSinkError                  the observability sink did not take a trace
+└── TransactionFailed               the atomic completion rolled back (phase, partial results)
 """
 
 from __future__ import annotations
@@ -87,3 +89,29 @@ class SkillError(RunkernelError):
 
 class StorageError(RunkernelError):
     code = "storage_error"
+
+
+class TraceSinkError(RunkernelError):
+    code = "trace_sink_error"
+
+
+class TransactionFailed(RunkernelError):
+    """The completion transaction rolled back: nothing of it is visible.
+
+    ``phase`` is where it failed, ``partial_results`` what had been done before (and has
+    been rolled back or compensated), ``cause`` the original exception."""
+
+    code = "transaction_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: str,
+        partial_results: dict[str, object],
+        cause: BaseException | None,
+    ) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.partial_results = partial_results
+        self.cause = cause
