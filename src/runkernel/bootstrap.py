@@ -6,18 +6,28 @@ Nothing connects at import time; :func:`build_kernel` is the one place that does
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import httpx
+
+from runkernel.adapters.audit_store import build_audit_store
 from runkernel.adapters.db import migrate
 from runkernel.adapters.db.engine import Database, open_database
 from runkernel.adapters.db.listener import PostgresListener
 from runkernel.adapters.db.unit_of_work import SqlUnitOfWork
 from runkernel.adapters.skills import SkillRegistry, build_default_registry
+from runkernel.adapters.trace_sinks import build_trace_sink
 from runkernel.config import DEV_SECRET, Mode, Settings
 from runkernel.errors import ConfigurationError
+from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.executor import RetryPolicy, RunExecutor
-from runkernel.services.ports import Clock, SystemClock
-from runkernel.services.runs import Limits, RunService
+from runkernel.services.governance import GovernanceRegistry, default_facade
+from runkernel.services.ports import AuditStore, Clock, SystemClock, TraceSink
+from runkernel.services.runs import ExpectationPolicy, Limits, RunService
 from runkernel.services.tenancy import Tenancy
+
+if TYPE_CHECKING:
+    from redis import Redis
 from runkernel.services.wakeup import LocalWakeup
 
 
@@ -31,6 +41,11 @@ class Kernel:
     tenancy: Tenancy
     runs: RunService
     executor: RunExecutor
+    audit: AuditStore
+    trace_sink: TraceSink
+    governance: GovernanceRegistry
+    completion: RunCompletionTransaction
+    relay_wakeup: LocalWakeup
     _listener: PostgresListener | None = field(default=None, repr=False)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
@@ -67,6 +82,8 @@ def build_kernel(
     *,
     skills: SkillRegistry | None = None,
     clock: Clock | None = None,
+    trace_sink: TraceSink | None = None,
+    redis_client: Redis | None = None,
 ) -> Kernel:
     settings = settings or Settings()
     check_settings(settings)
@@ -79,12 +96,40 @@ def build_kernel(
         return SqlUnitOfWork(db, read_only=read_only)
 
     limits = Limits(settings.max_plan_steps, settings.max_payload_bytes)
+    audit_store = build_audit_store(settings, db, redis_client)
+    acks_in_tx = settings.audit_store == "sql"
+    trace_sink = trace_sink or build_trace_sink(
+        settings.trace_sink,
+        url=settings.trace_sink_url,
+        client=httpx.Client(timeout=10.0) if settings.trace_sink == "http" else None,
+    )
+    governance = GovernanceRegistry()
+    governance.wire(default_facade())
+    relay_wakeup = LocalWakeup()
+    completion = RunCompletionTransaction(
+        uow,
+        governance,
+        audit_store,
+        trace_sink,
+        clock,
+        mode=settings.observability_mode,
+        acks_in_transaction=acks_in_tx,
+        relay_wakeup=relay_wakeup,
+    )
     executor = RunExecutor(
         uow,
         skills,
         clock,
         max_attempts=settings.max_attempts,
         retry=RetryPolicy(settings.retry_backoff_s, settings.retry_backoff_max_s),
+        completion=completion,
+        completion_retries=settings.completion_retries,
+    )
+    expectations = ExpectationPolicy(
+        audit_store,
+        in_transaction=acks_in_tx,
+        run_timeout_s=settings.run_timeout_s,
+        grace_period_ms=settings.grace_period_ms,
     )
     return Kernel(
         settings=settings,
@@ -93,6 +138,11 @@ def build_kernel(
         clock=clock,
         wakeup=wakeup,
         tenancy=Tenancy(uow, clock),
-        runs=RunService(uow, skills, clock, wakeup, limits),
+        runs=RunService(uow, skills, clock, wakeup, limits, expectations, completion),
         executor=executor,
+        audit=audit_store,
+        trace_sink=trace_sink,
+        governance=governance,
+        completion=completion,
+        relay_wakeup=relay_wakeup,
     )

@@ -7,6 +7,7 @@ table lists them all.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,23 @@ class Settings(BaseSettings):
     relay_interval_s: float = Field(1.0, gt=0, description="fallback poll of the outbox relay")
     completion_retries: int = Field(
         3, ge=0, description="retries of a failed completion transaction before lease expiry"
+    )
+
+    redis_url: str | None = Field(None, description="redis://host:port/db, for the Redis stores")
+    audit_store: Literal["sql", "memory", "redis"] = Field(
+        "sql", description="where audit expectations and acks live: sql | memory | redis"
+    )
+    audit_redis_ttl_s: int = Field(
+        3600, ge=1, description="Redis audit keys live this long past a run's deadline"
+    )
+    grace_period_ms: int = Field(
+        5000, ge=0, description="liveness grace after the run timeout before a run is stale"
+    )
+    run_timeout_s: float = Field(
+        3600, gt=0, description="run timeout when the run's budget sets none"
+    )
+    audit_contract_enabled: bool = Field(
+        True, description="declare, ack and reconcile audit expectations (runtime audit contract)"
     )
 
     @property

@@ -2,6 +2,7 @@
 
 RunkernelError                      base; code ``internal``
 ├── ConfigurationError              settings that cannot work together
+│   └── RACDurabilityError          test/prod with the audit contract on but no durable store
 ├── ValidationError                 bad input from a caller (HTTP 422)
 │   ├── PlanValidationError         a plan that cannot run (unknown skill, bad template, …)
 │   └── PayloadTooLargeError        a body or plan over the size limit (HTTP 413)
@@ -115,3 +116,7 @@ class TransactionFailed(RunkernelError):
         self.phase = phase
         self.partial_results = partial_results
         self.cause = cause
+
+
+class RACDurabilityError(ConfigurationError):
+    code = "rac_durability"

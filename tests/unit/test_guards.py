@@ -13,6 +13,10 @@ DRIVER_MODULES = [
     "adapters/db/repositories.py",
     "adapters/db/tenancy.py",
     "adapters/db/claims.py",
+    "adapters/db/incidents.py",
+    "adapters/db/policies.py",
+    "adapters/db/traces.py",
+    "adapters/db/lessons.py",
 ]
 FORBIDDEN_CALLS = {"commit", "rollback", "begin", "create_engine", "begin_nested"}
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from runkernel.domain.plans import Plan, Step, TemplateError, plan_from_dict, render
+from runkernel.domain.plans import OnError, Plan, Step, TemplateError, plan_from_dict, render
 from runkernel.domain.records import Claim, Run, RunBudget, StepRecord
-from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, Transition, path
+from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
-from runkernel.errors import LeaseLostError
+from runkernel.errors import LeaseLostError, TransactionFailed
+from runkernel.services.completion import Finish, RunCompletionTransaction
 from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,16 @@ class RunExecutor:
         *,
         max_attempts: int,
         retry: RetryPolicy,
+        completion: RunCompletionTransaction,
+        completion_retries: int = 3,
     ) -> None:
         self._uow = uow
         self._skills = skills
         self._clock = clock
         self._max_attempts = max_attempts
         self._retry = retry
+        self._completion = completion
+        self._completion_retries = completion_retries
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -66,6 +71,9 @@ class RunExecutor:
 
     def _execute(self, run: Run, execution: Execution) -> str:
         claim = execution.claim
+        plan = plan_from_dict(run.plan)
+        records = self._prior_steps(run)
+        run = replace(run, steps=tuple(records))
         if run.attempt > self._max_attempts:
             return self._fail(
                 run,
@@ -74,8 +82,14 @@ class RunExecutor:
                 "max_attempts_exceeded",
                 f"run was claimed {run.attempt} times; the limit is {self._max_attempts}",
             )
-        plan = plan_from_dict(run.plan)
-        outputs = self._prior_outputs(run)
+        self._completion.start(run)
+        outputs = {r.step_id: r.output for r in records if r.status == "succeeded"}
+        aborted = next(
+            (r for r in records if r.status == "failed" and _aborts(plan, r.step_index)), None
+        )
+        if aborted is not None:
+            # A previous attempt recorded an aborting failure but did not complete the run.
+            return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(aborted))
         cost, usage = run.cost_micros, run.usage
         started_ms = run.started_at_ms or self._clock.now_ms()
         cancel = run.cancel_requested
@@ -103,24 +117,18 @@ class RunExecutor:
                 uow.commit()
             cost += record.cost_micros
             usage = usage + record.usage
+            run = replace(run, steps=(*run.steps, record), cost_micros=cost, usage=usage)
             if record.status == "succeeded":
                 outputs[step.step_id] = record.output
-            elif step.on_error.value == "abort":
-                return self._fail(
-                    run,
-                    claim,
-                    RunStatus.FAILED,
-                    "step_failed",
-                    f"step {step.step_id!r} ({step.skill}) failed: {record.error}",
-                )
+            elif step.on_error is OnError.ABORT:
+                return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(record))
         return self._succeed(run, claim, plan, outputs)
 
-    def _prior_outputs(self, run: Run) -> dict[str, Any]:
+    def _prior_steps(self, run: Run) -> list[StepRecord]:
         if run.next_step == 0:
-            return {}
+            return []
         with self._uow(read_only=True) as uow:
-            prior = uow.runs.steps(run.id)
-        return {s.step_id: s.output for s in prior if s.status == "succeeded"}
+            return uow.runs.steps(run.id)
 
     def _run_step(
         self,
@@ -179,8 +187,7 @@ class RunExecutor:
             *((p, statuses.get(p, RunStatus.RUNNING), reasons[p]) for p in remaining),
             at_ms=now,
         )
-        self._finish(claim, chain, output=run_output(plan, outputs))
-        return "succeeded"
+        return self._finish(run, claim, Finish(chain, output=run_output(plan, outputs)))
 
     def _fail(self, run: Run, claim: Claim, status: RunStatus, code: str, message: str) -> str:
         chain = path(
@@ -188,13 +195,19 @@ class RunExecutor:
             (Phase.FAILED, status, message),
             at_ms=self._clock.now_ms(),
         )
-        self._finish(claim, chain, error_code=code, error_message=message)
-        return status.value
+        return self._finish(run, claim, Finish(chain, error_code=code, error_message=message))
 
-    def _finish(self, claim: Claim, chain: list[Transition], **values: Any) -> None:
-        with self._uow() as uow:
-            uow.runs.finish(claim, chain, **values)
-            uow.commit()
+    def _finish(self, run: Run, claim: Claim, finish: Finish) -> str:
+        """Complete atomically, retrying a rolled-back completion; if it keeps failing the
+        run is left to lease expiry, and whoever reclaims it completes it."""
+        for attempt in range(self._completion_retries + 1):
+            try:
+                return self._completion.complete(run, claim, finish).status.value
+            except TransactionFailed as exc:
+                log.warning("run %s: %s (try %d)", run.id, exc, attempt + 1)
+                if attempt < self._completion_retries:
+                    self._clock.sleep(self._retry.delay(attempt + 1))
+        return "completion_failed"
 
 
 def budget_exceeded(
@@ -210,6 +223,14 @@ def budget_exceeded(
     if budget.timeout_s is not None and elapsed_ms >= budget.timeout_s * 1000:
         return f"run time {elapsed_ms} ms reached the timeout of {budget.timeout_s} s"
     return None
+
+
+def _aborts(plan: Plan, index: int) -> bool:
+    return index < len(plan.steps) and plan.steps[index].on_error is OnError.ABORT
+
+
+def _failure(record: StepRecord) -> str:
+    return f"step {record.step_id!r} ({record.skill}) failed: {record.error}"
 
 
 def run_output(plan: Plan, outputs: dict[str, Any]) -> Any:

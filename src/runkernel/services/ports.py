@@ -7,9 +7,19 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
+from runkernel.domain.audit import (
+    AuditExpectation,
+    DomainAck,
+    ReconciliationResult,
+    ReconciliationStatus,
+)
+from runkernel.domain.incidents import Incident
+from runkernel.domain.lessons import Lesson
+from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import Agent, Claim, Principal, Role, Run, StepRecord, Tenant
 from runkernel.domain.runs import Transition
 from runkernel.domain.skills import SkillContext, SkillResult
+from runkernel.domain.traces import Trace
 
 
 class Clock(Protocol):
@@ -77,6 +87,9 @@ class RunRepository(Protocol):
     def steps(self, run_id: str) -> list[StepRecord]: ...
     def request_cancel(self, tenant_id: str, run_id: str, now_ms: int) -> bool: ...
     def cancel_queued(self, run: Run, transition: Transition) -> bool: ...
+    def set_governance_status(
+        self, run_id: str, *, risk_level: str, observability_status: str
+    ) -> None: ...
     def notify_new_runs(self) -> None: ...
     def claim(self, worker_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Run]: ...
     def renew_lease(self, claim: Claim, now_ms: int, lease_ms: int) -> bool: ...
@@ -102,6 +115,18 @@ class UnitOfWork(Protocol):
     def agents(self) -> AgentRepository: ...
     @property
     def runs(self) -> RunRepository: ...
+    @property
+    def incidents(self) -> IncidentRepository: ...
+    @property
+    def policies(self) -> PolicyRepository: ...
+    @property
+    def traces(self) -> TraceRepository: ...
+    @property
+    def lessons(self) -> LessonRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(
@@ -126,3 +151,162 @@ class WakeupSignal(Protocol):
     def wait(self, timeout: float) -> bool: ...
 
     def clear(self) -> None: ...
+
+
+# -- events (transactional outbox) ---------------------------------------------------------
+# Imported here rather than at the top so this section can be appended without touching
+# the rest of the file; move it up when convenient.
+from runkernel.domain.events import Event  # noqa: E402
+
+
+class EventBus(Protocol):
+    """Carries published events to subscribers. Delivery is at least once; subscribers
+    dedupe on ``Event.id`` (``runkernel.domain.events.Deduplicator``)."""
+
+    def publish(self, event: Event) -> None: ...
+
+    def subscribe(self, pattern: str, handler: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``handler`` for each event whose topic matches ``pattern`` (``topic``,
+        ``prefix.*`` or ``*``); returns a function that cancels the subscription."""
+
+
+class OutboxRepository(Protocol):
+    """Events stored in the caller's transaction, published later by a relay. Never
+    commits (DESIGN invariant 3)."""
+
+    def add(self, events: Sequence[Event]) -> None: ...
+
+    def claim_batch(self, relay_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Event]:
+        """Claim up to ``limit`` unpublished events for ``lease_ms``, oldest first. Never
+        returns an event of a run while an earlier event of that run is unpublished and
+        not in the same batch, so a run's events are published in order."""
+
+    def mark_published(self, ids: Sequence[str], now_ms: int) -> int: ...
+
+    def release(self, relay_id: str, ids: Sequence[str]) -> int:
+        """Give back claimed events that were not published, so they are retried now
+        instead of after the lease."""
+
+    def pending_count(self) -> int: ...
+
+
+class AuditStore(Protocol):
+    """Expectations, acks and reconciliation results of the runtime audit contract.
+
+    Writes are appends: acks are never updated or deleted (a rollback is a new ROLLED_BACK
+    ack), so concurrent writers cannot lose one another's records. ``durable`` says whether
+    the records survive the process (mode test/prod refuse a store that is not).
+    """
+
+    @property
+    def durable(self) -> bool: ...
+
+    def add_expectations(self, expectations: Sequence[AuditExpectation]) -> None: ...
+
+    def add_ack(self, ack: DomainAck) -> None: ...
+
+    def expectations(self, run_id: str) -> list[AuditExpectation]:
+        """In creation order; PENDING until the run's reconciliation is saved, then
+        settled (ACKED, MISSING or FAILED, ``runkernel.domain.audit.settle_expectations``)."""
+
+    def acks(self, run_id: str) -> list[DomainAck]:
+        """In creation order."""
+
+    def get_pending_run_ids(self, now_ms: int, *, limit: int = 100) -> list[str]:
+        """Runs whose finalize_run deadline is before ``now_ms`` and that have no saved
+        reconciliation yet, earliest deadline first."""
+
+    def save_reconciliation(
+        self, result: ReconciliationResult, tenant_id: str | None, *, replace: bool = False
+    ) -> bool:
+        """Record ``result`` and settle the run's expectations. Returns False, changing
+        nothing, when the run already has a result and ``replace`` is false: of two
+        sweepers reconciling one run, exactly one gets True (and raises the incident)."""
+
+    def reconciliation(self, run_id: str) -> ReconciliationResult | None: ...
+
+    def reconciliations(
+        self,
+        *,
+        status: ReconciliationStatus | None = None,
+        tenant_id: str | None = None,
+        limit: int = 50,
+    ) -> list[ReconciliationResult]:
+        """Newest first; ``tenant_id`` scopes the list to one tenant (DESIGN invariant 8)."""
+
+    def clear_run(self, run_id: str) -> None:
+        """Forget everything about one run (retention; tests)."""
+
+
+# -- governance ---------------------------------------------------------------------------
+
+
+class IncidentRepository(Protocol):
+    def add(self, incident: Incident) -> bool: ...
+    def get(self, tenant_id: str, incident_id: str) -> Incident | None: ...
+    def for_run(self, run_id: str) -> list[Incident]: ...
+    def search(
+        self,
+        tenant_id: str,
+        *,
+        run_id: str | None = None,
+        status: str | None = None,
+        category: str | None = None,
+        limit: int = 50,
+        before_id: str | None = None,
+    ) -> list[Incident]: ...
+    def update(self, incident: Incident) -> None: ...
+
+
+class PolicyRepository(Protocol):
+    def active_rules(self, tenant_id: str) -> list[PolicyRule]: ...
+    def rules(self, tenant_id: str, *, include_retired: bool = False) -> list[PolicyRule]: ...
+    def get(self, tenant_id: str, rule_id: str) -> PolicyRule | None: ...
+    def add(self, rule: PolicyRule) -> None: ...
+    def save(self, rule: PolicyRule, *, expected_version: int) -> bool: ...
+    def add_evaluation(
+        self,
+        *,
+        evaluation_id: str,
+        tenant_id: str,
+        run_id: str,
+        evaluation: dict[str, Any],
+        now_ms: int,
+    ) -> bool: ...
+    def evaluation(self, run_id: str) -> dict[str, Any] | None: ...
+
+
+class TraceRepository(Protocol):
+    def start(self, *, run_id: str, tenant_id: str, now_ms: int) -> bool: ...
+    def complete(
+        self, run_id: str, *, status: str, sink_error: str | None, now_ms: int
+    ) -> bool: ...
+    def get(self, run_id: str) -> dict[str, Any] | None: ...
+
+
+class LessonRepository(Protocol):
+    def add(self, lesson: Lesson) -> bool: ...
+    def get(self, tenant_id: str, lesson_id: str) -> Lesson | None: ...
+    def search(
+        self,
+        tenant_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 50,
+        before_id: str | None = None,
+    ) -> list[Lesson]: ...
+    def update(self, lesson: Lesson) -> None: ...
+
+
+class AuditRepository(Protocol):
+    """The SQL audit store on the caller's connection: expectations go in with the run,
+    acks with the work they report."""
+
+    def add_expectations(self, expectations: Sequence[AuditExpectation]) -> None: ...
+    def add_ack(self, ack: DomainAck) -> None: ...
+
+
+class TraceSink(Protocol):
+    """An observability backend traces are exported to; raises ``TraceSinkError``."""
+
+    def export(self, event: str, trace: Trace) -> None: ...

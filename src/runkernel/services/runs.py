@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runkernel.domain.audit import AuditExpectation, create_run_expectations
 from runkernel.domain.ids import new_id
 from runkernel.domain.plans import parse_plan
 from runkernel.domain.records import Principal, Run, RunBudget
@@ -19,13 +20,40 @@ from runkernel.errors import (
     PayloadTooLargeError,
     ValidationError,
 )
-from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory, WakeupSignal
+from runkernel.services.completion import RunCompletionTransaction
+from runkernel.services.ports import (
+    AuditStore,
+    Clock,
+    SkillCatalog,
+    UnitOfWorkFactory,
+    WakeupSignal,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_plan_steps: int = 100
     max_payload_bytes: int = 262_144
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationPolicy:
+    """Where and with which deadlines a run's audit expectations are stored at T0."""
+
+    store: AuditStore
+    in_transaction: bool  # the SQL store: in the run's own transaction
+    run_timeout_s: float
+    grace_period_ms: int
+
+    def expectations(self, run: Run, now_ms: int) -> list[AuditExpectation]:
+        timeout_s = run.budget.timeout_s or self.run_timeout_s
+        return create_run_expectations(
+            run.id,
+            tenant_id=run.tenant_id,
+            run_timeout_ms=int(timeout_s * 1000),
+            grace_period_ms=self.grace_period_ms,
+            now_ms=now_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +70,16 @@ class RunService:
         clock: Clock,
         wakeup: WakeupSignal,
         limits: Limits,
+        expectations: ExpectationPolicy,
+        completion: RunCompletionTransaction,
     ) -> None:
         self._uow = uow
         self._skills = skills
         self._clock = clock
         self._wakeup = wakeup
         self._limits = limits
+        self._expectations = expectations
+        self._completion = completion
 
     def submit(
         self,
@@ -120,10 +152,21 @@ class RunService:
                     finished_at_ms=now if error else None,
                 )
                 uow.runs.add(run, [created, *steps])
+                # The expectations exist before the run can be claimed (DESIGN, T0).
+                expected = self._expectations.expectations(run, now)
+                if self._expectations.in_transaction:
+                    uow.audit.add_expectations(expected)
+                else:
+                    self._expectations.store.add_expectations(expected)
+                denied_acks = []
                 if error is None:
                     uow.runs.notify_new_runs()
                     uow.after_commit(self._wakeup.notify)
+                else:
+                    denied_acks = self._completion.record_denied(uow, run)
                 uow.commit()
+            if denied_acks:
+                self._completion.acks_committed(denied_acks)
         except ConflictError:
             # Two submissions raced on one idempotency key; the other one won.
             if idempotency_key is None:

@@ -73,14 +73,19 @@ _RELEASE = (
 # The agent pays for a run once, when the run is final (DESIGN invariant 1): one update of
 # the agent's row per run, where per-step settlement made every step of every run of one
 # agent queue on that row's lock.
-_RUN_COST = select(runs.c.cost_micros).where(runs.c.id == bindparam("p_run_id"))
+_THIS_RUN = runs.c.id == bindparam("p_run_id")
 _SETTLE = (
     update(agents)
-    .where(
-        agents.c.id
-        == select(runs.c.agent_id).where(runs.c.id == bindparam("p_run_id")).scalar_subquery()
+    .where(agents.c.id == select(runs.c.agent_id).where(_THIS_RUN).scalar_subquery())
+    .values(
+        spent_micros=agents.c.spent_micros
+        + select(runs.c.cost_micros).where(_THIS_RUN).scalar_subquery()
     )
-    .values(spent_micros=agents.c.spent_micros + _RUN_COST.scalar_subquery())
+)
+_GOVERNANCE_STATUS = (
+    update(runs)
+    .where(_THIS_RUN)
+    .values(risk_level=bindparam("p_risk"), observability_status=bindparam("p_observability"))
 )
 _INSERT_STEP = insert(run_steps)
 _INSERT_RUN = insert(runs)
@@ -262,6 +267,15 @@ class SqlRunRepository:
         self._fenced(_FINISH, claim, **params)
         self._conn.execute(_SETTLE, {"p_run_id": claim.run_id})
         self.add_transitions(claim.run_id, transitions)
+
+    def set_governance_status(
+        self, run_id: str, *, risk_level: str, observability_status: str
+    ) -> None:
+        """Record the risk level and observability status the completion decided."""
+        self._conn.execute(
+            _GOVERNANCE_STATUS,
+            {"p_run_id": run_id, "p_risk": risk_level, "p_observability": observability_status},
+        )
 
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:
         row = self._conn.execute(statement, {**_fence(claim), **params}).first()

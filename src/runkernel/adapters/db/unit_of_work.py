@@ -12,9 +12,15 @@ from types import TracebackType
 
 from sqlalchemy import Connection
 
+from runkernel.adapters.audit_store.repository import SqlAuditRepository
 from runkernel.adapters.db.engine import READ_ONLY, Database
+from runkernel.adapters.db.incidents import SqlIncidentRepository
+from runkernel.adapters.db.lessons import SqlLessonRepository
+from runkernel.adapters.db.outbox import SqlOutboxRepository
+from runkernel.adapters.db.policies import SqlPolicyRepository
 from runkernel.adapters.db.repositories import SqlRunRepository
 from runkernel.adapters.db.tenancy import SqlAgentRepository, SqlTenantRepository
+from runkernel.adapters.db.traces import SqlTraceRepository
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,12 @@ class SqlUnitOfWork:
         self.tenants = SqlTenantRepository(conn)
         self.agents = SqlAgentRepository(conn)
         self.runs = SqlRunRepository(conn, self._db.dialect)
+        self.incidents = SqlIncidentRepository(conn)
+        self.policies = SqlPolicyRepository(conn)
+        self.traces = SqlTraceRepository(conn)
+        self.lessons = SqlLessonRepository(conn)
+        self.audit = SqlAuditRepository(conn)
+        self.outbox = SqlOutboxRepository(conn, self._db.dialect)
         return self
 
     def commit(self) -> None:

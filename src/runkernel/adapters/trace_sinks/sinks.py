@@ -61,7 +61,7 @@ class MemoryTraceSink:
 
 
 def build_trace_sink(
-    kind: str, *, url: str | None, client: httpx.Client
+    kind: str, *, url: str | None, client: httpx.Client | None = None
 ) -> NullTraceSink | LogTraceSink | HttpTraceSink | MemoryTraceSink:
     if kind == "none":
         return NullTraceSink()
@@ -72,5 +72,5 @@ def build_trace_sink(
     if kind == "http":
         if not url:
             raise ConfigurationError("RUNKERNEL_TRACE_SINK=http needs RUNKERNEL_TRACE_SINK_URL")
-        return HttpTraceSink(url, client)
+        return HttpTraceSink(url, client or httpx.Client(timeout=10.0))
     raise ConfigurationError(f"unknown trace sink {kind!r}: none, log, http or memory")

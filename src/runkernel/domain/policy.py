@@ -1,0 +1,329 @@
+"""Policy rules and the evaluation every finished run gets.
+
+Outcome of :func:`evaluate`: any BLOCK violation → VIOLATION; else any WARN violation →
+WARN; else PASS. AUDIT violations are recorded in ``violations`` but leave the outcome
+alone: AUDIT is how a tenant trials a rule silently before it warns or blocks. DISABLED
+rules are listed among the rules evaluated (the record shows they existed) but never
+violate. RETIRED rules and rules scoped to another agent are not listed at all.
+
+Limits are maxima: using exactly the limit passes. ``require_approval`` is enforced before
+the step (the mid-run checker pauses the run); afterwards there is nothing left to judge,
+so it never violates here.
+
+Params are stored normalized (see :func:`validate_rule_params`); money is integer micros
+like everywhere inside runkernel, so ``{"max_cost_usd": 0.1}`` is stored as
+``{"max_cost_micros": 100000}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, NamedTuple, TypeVar
+
+from runkernel.domain.money import usd_to_micros
+from runkernel.domain.outcomes import RunOutcome
+from runkernel.errors import ConflictError, InvariantError, ValidationError
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class RuleKind(StrEnum):
+    MAX_COST = "max_cost"
+    MAX_TOKENS = "max_tokens"
+    MAX_STEPS = "max_steps"
+    MAX_DURATION = "max_duration"
+    ALLOWED_SKILLS = "allowed_skills"
+    DENIED_SKILLS = "denied_skills"
+    REQUIRE_APPROVAL = "require_approval"
+
+
+class Enforcement(StrEnum):
+    BLOCK = "BLOCK"
+    WARN = "WARN"
+    AUDIT = "AUDIT"
+    DISABLED = "DISABLED"
+
+
+class Scope(StrEnum):
+    TENANT = "tenant"
+    AGENT = "agent"
+
+
+class RuleStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    RETIRED = "RETIRED"
+
+
+class Outcome(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    VIOLATION = "VIOLATION"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One row of ``policy_rules``; ``agent_id`` is set exactly when ``scope`` is agent."""
+
+    id: str
+    tenant_id: str
+    agent_id: str | None
+    kind: RuleKind
+    params: Mapping[str, Any]
+    enforcement: Enforcement
+    scope: Scope
+    status: RuleStatus
+    version: int
+    created_at_ms: int
+    updated_at_ms: int
+
+    def __post_init__(self) -> None:
+        if (self.scope is Scope.AGENT) != (self.agent_id is not None):
+            raise ValidationError("an agent-scoped rule needs agent_id; a tenant-scoped one none")
+
+
+class RuleRef(NamedTuple):
+    """Which rule, at which version, took part in an evaluation."""
+
+    id: str
+    version: int
+    kind: RuleKind
+    enforcement: Enforcement
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "version": self.version,
+            "kind": self.kind.value,
+            "enforcement": self.enforcement.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule_id: str
+    rule_version: int
+    kind: RuleKind
+    enforcement: Enforcement
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "kind": self.kind.value,
+            "enforcement": self.enforcement.value,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    outcome: Outcome
+    violations: tuple[Violation, ...]
+    rules: tuple[RuleRef, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``outcome``, ``violations`` and ``rules`` columns of ``policy_evaluations``."""
+        return {
+            "outcome": self.outcome.value,
+            "violations": [v.to_dict() for v in self.violations],
+            "rules": [r.to_dict() for r in self.rules],
+        }
+
+
+_LIMIT_KEYS = {
+    RuleKind.MAX_TOKENS: "max_tokens",
+    RuleKind.MAX_STEPS: "max_steps",
+    RuleKind.MAX_DURATION: "max_duration_s",
+}
+
+
+def validate_rule_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``params`` for ``kind`` and return them normalized; raise ``ValidationError``.
+
+    max_cost: exactly one of ``max_cost_usd`` (number ≥ 0) or ``max_cost_micros`` (int ≥ 0),
+    stored as ``max_cost_micros``; max_tokens / max_steps: an int ≥ 0; max_duration:
+    ``max_duration_s``, a number ≥ 0; the skill kinds: ``skills``, a non-empty list of names.
+    """
+    if not isinstance(params, Mapping):
+        raise ValidationError(f"{kind.value} params must be an object")
+    if kind is RuleKind.MAX_COST:
+        _only(kind, params, {"max_cost_usd", "max_cost_micros"})
+        given = {"max_cost_usd", "max_cost_micros"} & set(params)
+        if len(given) != 1:
+            raise ValidationError("max_cost needs exactly one of max_cost_usd or max_cost_micros")
+        if "max_cost_usd" in params:
+            usd = _number(kind, "max_cost_usd", params["max_cost_usd"])
+            return {"max_cost_micros": usd_to_micros(usd)}
+        return {"max_cost_micros": _number(kind, "max_cost_micros", params["max_cost_micros"], int)}
+    if kind in _LIMIT_KEYS:
+        key = _LIMIT_KEYS[kind]
+        _only(kind, params, {key})
+        numeric = float if kind is RuleKind.MAX_DURATION else int
+        return {key: _number(kind, key, params.get(key), numeric)}
+    _only(kind, params, {"skills"})
+    skills = params.get("skills")
+    if not isinstance(skills, list) or not skills:
+        raise ValidationError(f"{kind.value} needs 'skills': a non-empty list of skill names")
+    if not all(isinstance(s, str) and s.strip() for s in skills):
+        raise ValidationError(f"{kind.value}: every skill must be a non-empty string")
+    return {"skills": list(dict.fromkeys(skills))}
+
+
+def applies(rule: PolicyRule, tenant_id: str, agent_id: str) -> bool:
+    """ACTIVE, and tenant-scoped or scoped to this agent. Another tenant's rule is a bug."""
+    if rule.tenant_id != tenant_id:
+        raise InvariantError(f"rule {rule.id} belongs to another tenant than run's {tenant_id}")
+    if rule.status is not RuleStatus.ACTIVE:
+        return False
+    return rule.scope is Scope.TENANT or rule.agent_id == agent_id
+
+
+def evaluate(rules: Iterable[PolicyRule], outcome: RunOutcome) -> Evaluation:
+    """Judge a finished run against the tenant's rules (see the module doc for the mapping)."""
+    in_scope = [r for r in rules if applies(r, outcome.tenant_id, outcome.agent_id)]
+    violations = tuple(v for r in in_scope for v in _judge(r, outcome))
+    enforced = {v.enforcement for v in violations}
+    if Enforcement.BLOCK in enforced:
+        result = Outcome.VIOLATION
+    elif Enforcement.WARN in enforced:
+        result = Outcome.WARN
+    else:
+        result = Outcome.PASS
+    refs = tuple(RuleRef(r.id, r.version, r.kind, r.enforcement) for r in in_scope)
+    return Evaluation(result, violations, refs)
+
+
+def check_plan_against_rules(
+    rules: Iterable[PolicyRule], skills: Iterable[str], *, tenant_id: str, agent_id: str
+) -> list[Violation]:
+    """At submission (T0): the BLOCK skill rules a plan's skills break. Non-empty → deny."""
+    skills = tuple(skills)
+    return [
+        violation
+        for rule in rules
+        if applies(rule, tenant_id, agent_id)
+        and rule.enforcement is Enforcement.BLOCK
+        and rule.kind in (RuleKind.ALLOWED_SKILLS, RuleKind.DENIED_SKILLS)
+        for violation in _skill_violations(rule, skills)
+    ]
+
+
+_MUTABLE = frozenset({"params", "enforcement", "status", "scope", "agent_id"})
+
+
+def bump(rule: PolicyRule, changes: Mapping[str, Any], now_ms: int) -> PolicyRule:
+    """The rule with ``changes`` applied and version + 1. Every change bumps, even one that
+    sets a value it already had: the version counts edits, so evaluations can cite them."""
+    if rule.status is RuleStatus.RETIRED:
+        raise ConflictError(f"rule {rule.id} is retired; create a new rule", code="rule_retired")
+    if not changes:
+        raise ValidationError("no changes given")
+    unknown = set(changes) - _MUTABLE
+    if unknown:
+        raise ValidationError(f"cannot change {', '.join(sorted(unknown))} of a rule")
+    fields = dict(changes)
+    if "params" in fields:
+        fields["params"] = validate_rule_params(rule.kind, fields["params"])
+    for name, enum in (("enforcement", Enforcement), ("status", RuleStatus), ("scope", Scope)):
+        if name in fields:
+            fields[name] = _member(enum, name, fields[name])
+    return replace(rule, **fields, version=rule.version + 1, updated_at_ms=now_ms)
+
+
+def new_rule(
+    *,
+    id: str,
+    tenant_id: str,
+    kind: str,
+    params: Mapping[str, Any],
+    enforcement: str = Enforcement.BLOCK,
+    scope: str = Scope.TENANT,
+    agent_id: str | None = None,
+    now_ms: int,
+) -> PolicyRule:
+    """A new ACTIVE rule at version 1, from caller input checked with clear messages."""
+    rule_kind = _member(RuleKind, "kind", kind)
+    return PolicyRule(
+        id=id,
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        kind=rule_kind,
+        params=validate_rule_params(rule_kind, params),
+        enforcement=_member(Enforcement, "enforcement", enforcement),
+        scope=_member(Scope, "scope", scope),
+        status=RuleStatus.ACTIVE,
+        version=1,
+        created_at_ms=now_ms,
+        updated_at_ms=now_ms,
+    )
+
+
+def _judge(rule: PolicyRule, outcome: RunOutcome) -> list[Violation]:
+    if rule.enforcement is Enforcement.DISABLED:
+        return []
+    if rule.kind in (RuleKind.ALLOWED_SKILLS, RuleKind.DENIED_SKILLS):
+        return _skill_violations(rule, outcome.skills)
+    message = _over_limit(rule, outcome)
+    return [] if message is None else [_violation(rule, message)]
+
+
+def _over_limit(rule: PolicyRule, outcome: RunOutcome) -> str | None:
+    """Why the run went past the rule's maximum, or None (also for require_approval)."""
+    p = rule.params
+    if rule.kind is RuleKind.MAX_COST and outcome.cost_micros > p["max_cost_micros"]:
+        return f"cost {outcome.cost_micros} micros is over the limit of {p['max_cost_micros']}"
+    tokens = outcome.usage.total_tokens
+    if rule.kind is RuleKind.MAX_TOKENS and tokens > p["max_tokens"]:
+        return f"{tokens} tokens is over the limit of {p['max_tokens']}"
+    if rule.kind is RuleKind.MAX_STEPS and outcome.steps_done > p["max_steps"]:
+        return f"{outcome.steps_done} steps is over the limit of {p['max_steps']}"
+    duration = outcome.duration_ms  # unknown for a run that never started: nothing to judge
+    over_time = duration is not None and duration > p.get("max_duration_s", 0) * 1000
+    if rule.kind is RuleKind.MAX_DURATION and over_time:
+        return f"run time {duration} ms is over the limit of {p['max_duration_s']} s"
+    return None
+
+
+def _skill_violations(rule: PolicyRule, skills: tuple[str, ...]) -> list[Violation]:
+    listed = set(rule.params.get("skills", ()))
+    if rule.kind is RuleKind.DENIED_SKILLS:
+        bad = [s for s in skills if s in listed]
+        verb = "denied"
+    else:
+        bad = [s for s in skills if s not in listed]
+        verb = "not allowed"
+    if not bad:
+        return []
+    return [_violation(rule, f"skills {verb}: {', '.join(bad)}")]
+
+
+def _violation(rule: PolicyRule, message: str) -> Violation:
+    return Violation(rule.id, rule.version, rule.kind, rule.enforcement, message)
+
+
+def _only(kind: RuleKind, params: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed))
+        raise ValidationError(f"{kind.value} does not take {', '.join(unknown)} (takes {takes})")
+
+
+def _number(kind: RuleKind, key: str, value: Any, numeric: type = float) -> Any:
+    """A finite number ≥ 0 (an int when ``numeric`` is int); bools are not numbers."""
+    ok_types = (int,) if numeric is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types) or not 0 <= value < math.inf:
+        kind_of = "an integer" if numeric is int else "a finite number"
+        raise ValidationError(f"{kind.value} needs {key!r}: {kind_of} ≥ 0, got {value!r}")
+    return value
+
+
+def _member(enum: type[E], field: str, value: Any) -> E:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in enum)
+        raise ValidationError(f"{field} must be one of {choices}, got {value!r}") from None
