@@ -5,17 +5,20 @@ Nothing connects at import time; :func:`build_kernel` is the one place that does
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
 
 from runkernel.adapters.audit_store import build_audit_store
+from runkernel.adapters.bus.memory import InProcessBus
 from runkernel.adapters.db import migrate
 from runkernel.adapters.db.engine import Database, open_database
 from runkernel.adapters.db.listener import PostgresListener
 from runkernel.adapters.db.unit_of_work import SqlUnitOfWork
 from runkernel.adapters.skills import SkillRegistry, build_default_registry
+from runkernel.adapters.telemetry.metrics import PrometheusMetrics
 from runkernel.adapters.trace_sinks import build_trace_sink
 from runkernel.config import DEV_SECRET, Mode, Settings
 from runkernel.errors import ConfigurationError
@@ -23,6 +26,8 @@ from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.executor import RetryPolicy, RunExecutor
 from runkernel.services.governance import GovernanceRegistry, default_facade
 from runkernel.services.ports import AuditStore, Clock, SystemClock, TraceSink
+from runkernel.services.reconciler import AuditReconciler
+from runkernel.services.relay import Relay
 from runkernel.services.runs import ExpectationPolicy, Limits, RunService
 from runkernel.services.tenancy import Tenancy
 
@@ -46,6 +51,10 @@ class Kernel:
     governance: GovernanceRegistry
     completion: RunCompletionTransaction
     relay_wakeup: LocalWakeup
+    bus: InProcessBus
+    relay: Relay[SqlUnitOfWork]
+    reconciler: AuditReconciler
+    metrics: PrometheusMetrics
     _listener: PostgresListener | None = field(default=None, repr=False)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
@@ -125,6 +134,24 @@ def build_kernel(
         completion=completion,
         completion_retries=settings.completion_retries,
     )
+    bus = InProcessBus()
+    relay = Relay(
+        uow,
+        lambda unit: unit.outbox,
+        bus,
+        clock,
+        relay_id=f"relay-{os.getpid()}-{os.urandom(3).hex()}",
+        lease_ms=int(settings.lease_s * 1000),
+    )
+    metrics = PrometheusMetrics()
+    reconciler = AuditReconciler(
+        uow,
+        audit_store,
+        clock,
+        metrics,
+        store_in_database=acks_in_tx,
+        relay_wakeup=relay_wakeup,
+    )
     expectations = ExpectationPolicy(
         audit_store,
         in_transaction=acks_in_tx,
@@ -145,4 +172,8 @@ def build_kernel(
         governance=governance,
         completion=completion,
         relay_wakeup=relay_wakeup,
+        bus=bus,
+        relay=relay,
+        reconciler=reconciler,
+        metrics=metrics,
     )

@@ -17,6 +17,8 @@ DRIVER_MODULES = [
     "adapters/db/policies.py",
     "adapters/db/traces.py",
     "adapters/db/lessons.py",
+    "adapters/db/outbox.py",
+    "adapters/audit_store/repository.py",
 ]
 FORBIDDEN_CALLS = {"commit", "rollback", "begin", "create_engine", "begin_nested"}
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from runkernel.bootstrap import Kernel
+from runkernel.entrypoints.background import BackgroundServices
 from runkernel.entrypoints.worker import WorkerPool
 
 if TYPE_CHECKING:
@@ -88,13 +89,17 @@ def serve_forever(
             server.should_exit = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    # With a pool this is the whole embedded kernel: relay and audit sweep included.
+    background = BackgroundServices(kernel) if pool is not None else None
     try:
-        if pool is not None:
+        if pool is not None and background is not None:
             pool.start()
+            background.start()
         server.run()
     finally:
-        if pool is not None:
+        if pool is not None and background is not None:
             pool.stop()
+            background.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -114,6 +119,7 @@ class BackgroundServer:
     ) -> None:
         self.kernel = kernel
         self.pool = pool
+        self.background = BackgroundServices(kernel) if pool is not None else None
         self._socket = bind_socket(host, port)
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
@@ -130,6 +136,8 @@ class BackgroundServer:
     def start(self, timeout_s: float = 10.0) -> BackgroundServer:
         if self.pool is not None:
             self.pool.start()
+        if self.background is not None:
+            self.background.start()
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
@@ -145,6 +153,8 @@ class BackgroundServer:
         self._socket.close()
         if self.pool is not None:
             self.pool.stop(drain_timeout_s)
+        if self.background is not None:
+            self.background.stop()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

@@ -304,6 +304,9 @@ class AuditRepository(Protocol):
 
     def add_expectations(self, expectations: Sequence[AuditExpectation]) -> None: ...
     def add_ack(self, ack: DomainAck) -> None: ...
+    def save_reconciliation(
+        self, result: ReconciliationResult, tenant_id: str | None, *, replace: bool = False
+    ) -> bool: ...
 
 
 class TraceSink(Protocol):
