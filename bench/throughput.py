@@ -58,10 +58,13 @@ def _workers(kernel: Kernel, url: str, concurrency: int) -> Iterator[None]:
     processes, each started and ready (it printed its id) before the first submission."""
     if WORKER_PROCESSES == 0:
         pool = WorkerPool(kernel, concurrency=concurrency).start()
+        relay = _relay(kernel)
         try:
             yield
         finally:
             pool.stop(drain_timeout_s=5)
+            if relay is not None:
+                relay.stop()
         return
     command = [sys.executable, "-m", "runkernel", "worker", "--database-url", url]
     command += ["--concurrency", str(concurrency), "--log-level", "warning"]
@@ -80,6 +83,16 @@ def _workers(kernel: Kernel, url: str, concurrency: int) -> Iterator[None]:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def _relay(kernel: Kernel) -> Any:
+    """The outbox relay, as ``serve`` runs it, so event publishing is part of the cost
+    (kernels before the governance issue have none)."""
+    try:
+        from runkernel.entrypoints.background import BackgroundServices
+    except ImportError:
+        return None
+    return BackgroundServices(kernel, reconciler=False).start()
 
 
 def _drive(kernel: Kernel, db: DbKind, workload: Workload, url: str) -> Measurement:

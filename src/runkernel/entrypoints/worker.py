@@ -110,7 +110,9 @@ class WorkerPool:
         now = self.kernel.clock.now_ms()
         with self.kernel.uow() as uow:
             runs = uow.runs.claim(self.worker_id, limit, now, self._lease_ms)
+            opened = self.kernel.completion.open_claimed(uow, runs)
             uow.commit()
+        self.kernel.completion.acks_committed(opened)
         return runs
 
     def _start(self, run: Run) -> None:

@@ -19,8 +19,10 @@ from typing import Any
 
 from runkernel.domain import audit, events
 from runkernel.domain.audit import DomainAck
+from runkernel.domain.events import Event
 from runkernel.domain.outcomes import from_run
 from runkernel.domain.records import Claim, Run
+from runkernel.domain.risk import risk_level
 from runkernel.domain.runs import Phase, RunStatus, Transition, path
 from runkernel.domain.traces import (
     ObservabilityMode,
@@ -136,17 +138,16 @@ class RunCompletionTransaction:
                     output=finish.output,
                     error_code=finish.error_code,
                     error_message=finish.error_message,
+                    risk_level=risk_level(outcome).value,
+                    observability_status=observability,
                 )
-                risk = self._governance.facade.record_final(
+                self._governance.facade.record_final(
                     uow,
                     outcome,
                     journal,
                     trace_status=trace_status_for(finish.status.value),
                     sink_error=sink_error,
                     fault=fault,
-                )
-                uow.runs.set_governance_status(
-                    run.id, risk_level=risk.value, observability_status=observability
                 )
                 self._acks_within(uow, journal.acks)
                 uow.outbox.add(journal.events)
@@ -189,6 +190,29 @@ class RunCompletionTransaction:
         if self._relay_wakeup is not None:
             self._relay_wakeup.notify()
 
+    def open_claimed(self, uow: UnitOfWork, runs: list[Run]) -> list[DomainAck]:
+        """In the claiming transaction: open the traces of runs claimed for the first time
+        (start_trace acks, run.started and trace.started events) in a few batch
+        statements. Returns the acks for :meth:`acks_committed`. Reclaimed runs are opened
+        by :meth:`start`, which tolerates a trace already there."""
+        fresh = [r for r in runs if r.attempt == 1]
+        if not fresh:
+            return []
+        now = self._clock.now_ms()
+        uow.traces.start_fresh([(r.id, r.tenant_id) for r in fresh], now_ms=now)
+        acks: list[DomainAck] = []
+        emitted: list[Event] = []
+        for run in fresh:
+            journal = Journal(run.tenant_id, run.id, now)
+            journal.ack("logs", "start_trace", run.id)
+            journal.event(events.TRACE_STARTED)
+            journal.event(events.RUN_STARTED, attempt=run.attempt)
+            acks += journal.acks
+            emitted += journal.events
+        self._acks_within(uow, acks)
+        uow.outbox.add(emitted)
+        return acks
+
     def start(self, run: Run) -> None:
         """Open the run's trace when execution begins (once, whatever the attempt): the
         start_trace ack and the run.started / trace.started events, in one transaction."""
@@ -213,8 +237,7 @@ class RunCompletionTransaction:
     def _acks_within(self, uow: UnitOfWork, acks: list[DomainAck]) -> None:
         """With the SQL audit store, acks commit or roll back with the work they report."""
         if self._acks_in_tx:
-            for ack in acks:
-                uow.audit.add_ack(ack)
+            uow.audit.add_acks(acks)
 
     def _acks_after(self, acks: list[DomainAck]) -> None:
         """Other stores (Redis, memory) take the acks once the work has committed."""

@@ -82,7 +82,8 @@ class RunExecutor:
                 "max_attempts_exceeded",
                 f"run was claimed {run.attempt} times; the limit is {self._max_attempts}",
             )
-        self._completion.start(run)
+        if run.attempt > 1:  # a first claim opened its trace in the claiming transaction
+            self._completion.start(run)
         outputs = {r.step_id: r.output for r in records if r.status == "succeeded"}
         aborted = next(
             (r for r in records if r.status == "failed" and _aborts(plan, r.step_index)), None

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.tables import audit_acks, audit_expectations, audit_reconciliations
 from runkernel.domain.audit import (
     FINALIZE_RUN,
@@ -42,11 +43,14 @@ class SqlAuditRepository:
         self._conn = conn
 
     def add_expectations(self, expectations: Sequence[AuditExpectation]) -> None:
-        if expectations:
-            self._conn.execute(insert(audit_expectations), [e.to_dict() for e in expectations])
+        insert_rows(self._conn, audit_expectations, [e.to_dict() for e in expectations])
 
     def add_ack(self, ack: DomainAck) -> None:
         self._conn.execute(insert(audit_acks), [ack.to_dict()])
+
+    def add_acks(self, acks: Sequence[DomainAck]) -> None:
+        """Several acks in one statement (a completion acks five actions at once)."""
+        insert_rows(self._conn, audit_acks, [a.to_dict() for a in acks])
 
     def expectations(self, run_id: str) -> list[AuditExpectation]:
         rows = self._conn.execute(

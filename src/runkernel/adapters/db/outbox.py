@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.sql.elements import BindParameter
 
+from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.tables import outbox
 from runkernel.domain.events import Event
 
@@ -93,8 +94,9 @@ class SqlOutboxRepository:
         if it commits. ``seq`` follows the order of ``events``."""
         if not events:
             return
-        self._conn.execute(
-            _INSERT,
+        insert_rows(
+            self._conn,
+            outbox,
             [
                 {
                     "id": e.id,

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, insert, select, text, u
 from sqlalchemy.exc import IntegrityError
 
 from runkernel.adapters.db import claims, postgres
+from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
 from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
 from runkernel.domain.records import Claim, Run, StepRecord
@@ -51,6 +52,8 @@ _FINISH = (
         output=bindparam("p_output", type_=runs.c.output.type),
         error_code=bindparam("p_error_code"),
         error_message=bindparam("p_error_message"),
+        risk_level=bindparam("p_risk"),
+        observability_status=bindparam("p_observability"),
         lease_owner=None,
         lease_expires_at_ms=None,
         updated_at_ms=bindparam("p_now"),
@@ -118,8 +121,7 @@ class SqlRunRepository:
 
     def add_transitions(self, run_id: str, transitions: Iterable[Transition]) -> None:
         rows = [_transition_values(run_id, t) for t in transitions]
-        if rows:
-            self._conn.execute(_INSERT_TRANSITIONS, rows)
+        insert_rows(self._conn, run_transitions, rows)
 
     def get(self, tenant_id: str, run_id: str, *, details: bool = True) -> Run | None:
         row = self._conn.execute(
@@ -248,6 +250,8 @@ class SqlRunRepository:
         output: Any = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        risk_level: str = "NORMAL",
+        observability_status: str = "OK",
     ) -> None:
         """Write the run's final state and the transitions that led to it, and settle the
         run's cost against its agent's spend — one transaction, fenced."""
@@ -258,6 +262,8 @@ class SqlRunRepository:
             "p_output": output,
             "p_error_code": error_code,
             "p_error_message": error_message,
+            "p_risk": risk_level,
+            "p_observability": observability_status,
             "p_now": last.at_ms,
         }
         if self._dialect == "postgresql":

@@ -34,6 +34,18 @@ class SqlTraceRepository:
         )
         return result.first() is not None
 
+    def start_fresh(self, rows: list[tuple[str, str]], *, now_ms: int) -> None:
+        """Open the traces of runs claimed for the first time, ``(run_id, tenant_id)`` each:
+        a first claim cannot meet an existing trace, so one plain batch insert does."""
+        if rows:
+            self._conn.execute(
+                _START_TRACE.insert(),
+                [
+                    {"run_id": r, "tenant_id": t, "status": "started", "started_at_ms": now_ms}
+                    for r, t in rows
+                ],
+            )
+
     def complete(self, run_id: str, *, status: str, sink_error: str | None, now_ms: int) -> bool:
         result = self._conn.execute(
             _COMPLETE_TRACE,
