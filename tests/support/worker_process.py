@@ -3,6 +3,11 @@
 Builds a kernel on the given database with the logging test skills, runs a
 :class:`WorkerPool` and writes ``READY <worker_id>`` to stdout once it is claiming.
 SIGTERM stops the pool (draining for ``--drain-timeout`` seconds) and the process exits 0.
+
+Options for the governance tests: ``--fail-skill 1`` also registers ``test.fail``;
+``--completion-block-at POINT --completion-block-marker PATH`` installs a completion fault
+hook that, at POINT ("incident", "policy", "trace" or "commit") of the first completion,
+writes PATH and sleeps inside the open completion transaction until the process is killed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ def main() -> int:
     parser.add_argument("--poll-s", type=float, default=0.2)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument("--fail-skill", type=int, default=0)  # 1: register test.fail
+    parser.add_argument("--completion-block-at", default=None)
+    parser.add_argument("--completion-block-marker", type=Path, default=None)
     args = parser.parse_args()
 
     settings = Settings(
@@ -42,7 +50,17 @@ def main() -> int:
         drain_timeout_s=args.drain_timeout,
         retry_backoff_s=0.0,
     )
-    kernel = build_kernel(settings, skills=build_registry(args.log_dir))
+    registry = build_registry(args.log_dir)
+    if args.fail_skill:
+        from support.governance import register_fail_skill
+
+        register_fail_skill(registry)
+    kernel = build_kernel(settings, skills=registry)
+    if args.completion_block_at is not None:
+        from support.governance import block_hook
+
+        assert args.completion_block_marker is not None, "--completion-block-marker is needed"
+        kernel.completion.fault = block_hook(args.completion_block_at, args.completion_block_marker)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pool = WorkerPool(kernel, concurrency=args.concurrency).start()

@@ -19,7 +19,10 @@ def usd_to_micros(value: float | int | str | Decimal) -> int:
         raise ValueError(f"not a money amount: {value!r}") from exc
     if not amount.is_finite():
         raise ValueError(f"not a money amount: {value!r}")
-    return int((amount * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    try:
+        return int((amount * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation as exc:  # beyond Decimal's precision: no budget is that large
+        raise ValueError(f"money amount out of range: {value!r}") from exc
 
 
 def micros_to_usd(micros: int) -> float:

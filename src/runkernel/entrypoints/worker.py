@@ -112,7 +112,7 @@ class WorkerPool:
             runs = uow.runs.claim(self.worker_id, limit, now, self._lease_ms)
             opened = self.kernel.completion.open_claimed(uow, runs)
             uow.commit()
-        self.kernel.completion.acks_committed(opened)
+        self.kernel.completion.acks_committed(opened)  # never raises: the claim is made
         return runs
 
     def _start(self, run: Run) -> None:

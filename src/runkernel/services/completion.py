@@ -45,6 +45,9 @@ from runkernel.services.ports import (
 log = logging.getLogger(__name__)
 
 
+_ACK_TRIES = 4
+
+
 class CompletionPhase(StrEnum):
     NOT_STARTED = "NOT_STARTED"
     INCIDENT_CREATED = "INCIDENT_CREATED"
@@ -240,10 +243,29 @@ class RunCompletionTransaction:
             uow.audit.add_acks(acks)
 
     def _acks_after(self, acks: list[DomainAck]) -> None:
-        """Other stores (Redis, memory) take the acks once the work has committed."""
-        if not self._acks_in_tx:
-            for ack in acks:
-                self._audit.add_ack(ack)
+        """Other stores (Redis, memory) take the acks once the work has committed.
+
+        The work is committed, so a store fault must not turn into a failed run: each ack
+        is retried a few times and, if the store stays down, logged; the reconciler then
+        reports the action as missing rather than the run vanishing."""
+        if self._acks_in_tx:
+            return
+        for ack in acks:
+            for attempt in range(_ACK_TRIES):
+                try:
+                    self._audit.add_ack(ack)
+                    break
+                except Exception:  # any store error: retried, then reported, never raised
+                    if attempt == _ACK_TRIES - 1:
+                        log.exception(
+                            "audit store lost ack %s (%s/%s) of run %s",
+                            ack.id,
+                            ack.domain,
+                            ack.action,
+                            ack.run_id,
+                        )
+                    else:
+                        self._clock.sleep(0.05 * 2**attempt)
 
     def _export_trace(
         self, run: Run, finish: Finish, now: int, compensations: list[Callable[[], None]]

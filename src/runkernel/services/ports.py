@@ -13,8 +13,8 @@ from runkernel.domain.audit import (
     ReconciliationResult,
     ReconciliationStatus,
 )
-from runkernel.domain.incidents import Incident
-from runkernel.domain.lessons import Lesson
+from runkernel.domain.incidents import Incident, IncidentStatus
+from runkernel.domain.lessons import Lesson, LessonState
 from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import Agent, Claim, Principal, Role, Run, StepRecord, Tenant
 from runkernel.domain.runs import Transition
@@ -257,7 +257,7 @@ class IncidentRepository(Protocol):
         limit: int = 50,
         before_id: str | None = None,
     ) -> list[Incident]: ...
-    def update(self, incident: Incident) -> None: ...
+    def update(self, incident: Incident, *, expected_status: IncidentStatus) -> bool: ...
 
 
 class PolicyRepository(Protocol):
@@ -298,7 +298,7 @@ class LessonRepository(Protocol):
         limit: int = 50,
         before_id: str | None = None,
     ) -> list[Lesson]: ...
-    def update(self, lesson: Lesson) -> None: ...
+    def update(self, lesson: Lesson, *, expected_state: LessonState) -> bool: ...
 
 
 class AuditRepository(Protocol):

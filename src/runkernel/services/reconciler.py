@@ -76,14 +76,16 @@ class AuditReconciler:
         result = reconcile(expectations, self._store.acks(run_id), now_ms=now)
         tenant_id = expectations[0].tenant_id if expectations else None
         with self._uow() as uow:
-            if self._in_db:
-                if not uow.audit.save_reconciliation(result, tenant_id):
-                    return None  # another sweeper stored it first
-            elif not self._store.save_reconciliation(result, tenant_id):
-                return None
+            if self._in_db and not uow.audit.save_reconciliation(result, tenant_id):
+                return None  # another sweeper stored it first
             if not result.is_clean():
                 self._flag(uow, result, tenant_id, now)
             uow.commit()
+        # Another store is told only after the incident committed: if the sweep dies in
+        # between, the run is still pending and the next sweep redoes it (the incident's
+        # uniqueness keeps that to one incident and one set of events).
+        if not self._in_db and not self._store.save_reconciliation(result, tenant_id):
+            return None
         if not result.is_clean():
             log.warning(
                 "run %s is %s: missing %s, drift %s",
@@ -106,7 +108,8 @@ class AuditReconciler:
             incident = audit_missing_incident(
                 result.run_id, tenant_id, missing, drift_actions=drift, now_ms=now, new_id=new_id
             )
-        uow.incidents.add(incident)
+        if not uow.incidents.add(incident):
+            return  # flagged by an earlier sweep that could not store its result
         payload = {"reconciliation": result.to_dict(), "incident_id": incident.id}
         topics = []
         if result.stale_run:

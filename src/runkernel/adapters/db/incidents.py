@@ -61,16 +61,19 @@ class SqlIncidentRepository:
         rows = self._conn.execute(query.order_by(incidents.c.id.desc()).limit(limit))
         return [incident_from_row(r) for r in rows]
 
-    def update(self, incident: Incident) -> None:
-        self._conn.execute(
+    def update(self, incident: Incident, *, expected_status: IncidentStatus) -> bool:
+        """Store a status change; False when the incident is no longer ``expected_status``
+        (a concurrent move won), so the caller can refuse instead of moving it twice."""
+        result = self._conn.execute(
             update(incidents)
-            .where(incidents.c.id == incident.id)
+            .where(incidents.c.id == incident.id, incidents.c.status == expected_status.value)
             .values(
                 status=incident.status.value,
                 updated_at_ms=incident.updated_at_ms,
                 resolved_at_ms=incident.resolved_at_ms,
             )
         )
+        return result.rowcount == 1
 
 
 def _incident_values(i: Incident) -> dict[str, Any]:

@@ -47,12 +47,14 @@ class SqlLessonRepository:
         rows = self._conn.execute(query.order_by(lessons.c.id.desc()).limit(limit))
         return [lesson_from_row(r) for r in rows]
 
-    def update(self, lesson: Lesson) -> None:
-        self._conn.execute(
+    def update(self, lesson: Lesson, *, expected_state: LessonState) -> bool:
+        """Store a state change; False when the lesson is no longer ``expected_state``."""
+        result = self._conn.execute(
             update(lessons)
-            .where(lessons.c.id == lesson.id)
+            .where(lessons.c.id == lesson.id, lessons.c.state == expected_state.value)
             .values(state=lesson.state.value, updated_at_ms=lesson.updated_at_ms)
         )
+        return result.rowcount == 1
 
 
 def _lesson_values(lesson: Lesson) -> dict[str, Any]:

@@ -6,15 +6,25 @@ from fastapi import FastAPI
 
 from runkernel import __version__
 from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import health, routes_agents, routes_runs
+from runkernel.entrypoints.api import (
+    health,
+    routes_agents,
+    routes_audit,
+    routes_incidents,
+    routes_lessons,
+    routes_metrics,
+    routes_policies,
+    routes_runs,
+)
 from runkernel.entrypoints.api.docs import install as install_docs
 from runkernel.entrypoints.api.errors import install as install_error_handlers
 from runkernel.entrypoints.api.limits import BodyLimitMiddleware
+from runkernel.entrypoints.governance_services import GovernanceServices
 
 DESCRIPTION = """\
 Submit governed LLM agent runs and inspect them.
 
-Every endpoint except `/healthz` and `/readyz` needs `Authorization: Bearer <api key>`.
+Every endpoint except `/healthz`, `/readyz` and `/metrics` needs `Authorization: Bearer <api key>`.
 Every error answers `{"error": {"code": "...", "message": "..."}}`.
 """
 
@@ -30,11 +40,17 @@ def create_app(kernel: Kernel) -> FastAPI:
         redoc_url=None,
     )
     app.state.kernel = kernel
+    app.state.governance = GovernanceServices.of(kernel)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
     app.include_router(routes_agents.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_audit.router)
+    app.include_router(routes_incidents.router)
+    app.include_router(routes_policies.router)
+    app.include_router(routes_lessons.router)
+    app.include_router(routes_metrics.router)
     # Outermost, so an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimitMiddleware, max_bytes=kernel.settings.max_payload_bytes)
     return app

@@ -1,7 +1,8 @@
 """The ``runkernel`` command line.
 
 Operators run the kernel and manage tenants directly against the database (``server``);
-tenants talk to the HTTP API with their key (``remote``); ``demo`` shows both at once.
+tenants talk to the HTTP API with their key (``remote``); ``demo`` shows both at once;
+``audit``, ``reconcile`` and ``reconciler`` inspect and run the audit sweep (``audit``).
 Every flag that overrides a setting also reads its ``RUNKERNEL_*`` variable.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from runkernel.entrypoints.cli import demo, remote, server
+from runkernel.entrypoints.cli import audit, demo, remote, server
 from runkernel.entrypoints.cli.console import widen_when_piped
 from runkernel.entrypoints.cli.errors import ErrorHandlingGroup
 
@@ -31,6 +32,9 @@ def _configure_output() -> None:
 app.command()(server.serve)
 app.command()(server.api)
 app.command()(server.worker)
+app.command()(audit.reconciler)
+app.command()(audit.reconcile)
+app.command()(audit.audit)
 app.add_typer(server.db_app, name="db")
 app.add_typer(server.tenants_app, name="tenants", no_args_is_help=True)
 app.add_typer(server.keys_app, name="keys", no_args_is_help=True)

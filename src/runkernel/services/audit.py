@@ -1,0 +1,111 @@
+"""The read side of a run's governance record: its audit (expectations, acks, verdict),
+the stored reconciliations of a tenant, and its trace.
+
+Tenant calls check that the run is the caller's before reading anything keyed by run id
+alone (the audit store and the trace table are), so another tenant's run is a 404.
+:meth:`AuditService.inspect` is the operator's unscoped view (``runkernel audit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runkernel.domain.audit import (
+    AuditExpectation,
+    DomainAck,
+    ReconciliationResult,
+    ReconciliationStatus,
+    reconcile,
+)
+from runkernel.domain.records import Principal, Run
+from runkernel.domain.traces import Trace, TraceStatus, trace_of
+from runkernel.errors import NotFoundError
+from runkernel.services.paging import check_choice, check_limit
+from runkernel.services.ports import AuditStore, Clock, UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class RunAudit:
+    """``live`` is reconciled now from exactly the expectations and acks shown (None when
+    the run has neither); ``stored`` is what the sweep recorded after the deadline."""
+
+    run_id: str
+    run: Run | None
+    expectations: list[AuditExpectation]
+    acks: list[DomainAck]
+    live: ReconciliationResult | None
+    stored: ReconciliationResult | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTrace:
+    trace: Trace
+    sink_error: str | None
+
+
+class AuditService:
+    def __init__(self, uow: UnitOfWorkFactory, store: AuditStore, clock: Clock) -> None:
+        self._uow = uow
+        self._store = store
+        self._clock = clock
+
+    def run_audit(self, principal: Principal, run_id: str) -> RunAudit:
+        with self._uow(read_only=True) as uow:
+            run = uow.runs.get(principal.tenant_id, run_id, details=False)
+        if run is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        return self._audit(run_id, run)
+
+    def inspect(self, run_id: str) -> RunAudit:
+        """Any tenant's run, for operators; ``NotFoundError`` when nothing is recorded."""
+        with self._uow(read_only=True) as uow:
+            run = uow.runs.get_for_worker(run_id)
+        audit = self._audit(run_id, run)
+        if run is None and not (audit.expectations or audit.acks or audit.stored):
+            raise NotFoundError(f"no run {run_id!r} and no audit record of it")
+        return audit
+
+    def reconciliations(
+        self, principal: Principal, *, status: str | None = None, limit: int = 50
+    ) -> list[ReconciliationResult]:
+        """The tenant's stored results, newest first."""
+        check_choice("status", status, ReconciliationStatus)
+        check_limit(limit)
+        return self._store.reconciliations(
+            status=ReconciliationStatus(status) if status else None,
+            tenant_id=principal.tenant_id,
+            limit=limit,
+        )
+
+    def trace(self, principal: Principal, run_id: str) -> RunTrace:
+        """The run's trace, one span per executed step; none before execution began."""
+        with self._uow(read_only=True) as uow:
+            run = uow.runs.get(principal.tenant_id, run_id)
+            if run is None:
+                raise NotFoundError(f"no run {run_id!r}")
+            row = uow.traces.get(run_id)
+        if row is None:
+            raise NotFoundError(
+                f"run {run_id!r} has no trace (it is {run.status.value}); "
+                "a trace starts when execution begins",
+                code="trace_not_found",
+            )
+        trace = trace_of(
+            run,
+            TraceStatus(row["status"]),
+            started_at_ms=row["started_at_ms"],
+            now_ms=row["completed_at_ms"],
+        )
+        return RunTrace(trace, row["sink_error"])
+
+    def _audit(self, run_id: str, run: Run | None) -> RunAudit:
+        expectations, acks = self._store.expectations(run_id), self._store.acks(run_id)
+        # Reconciled here rather than by AuditReconciler.reconcile_now, which reads the
+        # store again: an ack landing in between would make the verdict disagree with
+        # the lists shown next to it.
+        live = (
+            reconcile(expectations, acks, now_ms=self._clock.now_ms())
+            if expectations or acks
+            else None
+        )
+        return RunAudit(run_id, run, expectations, acks, live, self._store.reconciliation(run_id))

@@ -1,0 +1,163 @@
+"""A tenant's policy rules (create, list, change, retire) and the evaluation of a run.
+
+Changing rules is a tenant-admin operation, like setting an agent's budget: a user key
+could otherwise retire the BLOCK rule that stops it. Every change bumps the rule's
+version (evaluations cite the version they judged by) and is stored only if nobody
+changed the rule in between — a lost race is a 409, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from runkernel.domain import policy
+from runkernel.domain.ids import new_id
+from runkernel.domain.policy import Enforcement, PolicyRule, RuleStatus, Scope
+from runkernel.domain.records import Principal, Role
+from runkernel.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from runkernel.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+# Scope and agent are fixed at creation: moving a rule to another agent is a new rule,
+# and keeping them out of edits spares re-checking the agent on every change.
+EDITABLE = frozenset({"params", "enforcement", "status"})
+
+
+class PolicyService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def create(
+        self,
+        principal: Principal,
+        *,
+        kind: str,
+        params: Mapping[str, Any],
+        enforcement: str = Enforcement.BLOCK,
+        scope: str = Scope.TENANT,
+        agent_id: str | None = None,
+    ) -> PolicyRule:
+        """A new ACTIVE rule at version 1."""
+        require_admin(principal, "creating a policy rule")
+        with _numbers_in_range():
+            rule = policy.new_rule(
+                id=new_id("pol"),
+                tenant_id=principal.tenant_id,
+                kind=kind,
+                params=params,
+                enforcement=enforcement,
+                scope=scope,
+                agent_id=agent_id,
+                now_ms=self._clock.now_ms(),
+            )
+        with self._uow() as uow:
+            add_rule(uow, rule)
+            uow.commit()
+        return rule
+
+    def rules(self, principal: Principal, *, include_retired: bool = False) -> list[PolicyRule]:
+        with self._uow(read_only=True) as uow:
+            return uow.policies.rules(principal.tenant_id, include_retired=include_retired)
+
+    def get(self, principal: Principal, rule_id: str) -> PolicyRule:
+        with self._uow(read_only=True) as uow:
+            return _load(uow, principal, rule_id)
+
+    def change(
+        self,
+        principal: Principal,
+        rule_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> PolicyRule:
+        """Apply ``changes`` (params, enforcement, status) as version + 1. With
+        ``expected_version`` the change applies only to that version of the rule."""
+        require_admin(principal, "changing a policy rule")
+        fixed = sorted(set(changes) - EDITABLE)
+        if fixed:
+            raise ValidationError(
+                f"cannot change {', '.join(fixed)} of a rule; create a new rule instead"
+            )
+        return self._update(principal, rule_id, changes, expected_version)
+
+    def retire(
+        self, principal: Principal, rule_id: str, *, expected_version: int | None = None
+    ) -> PolicyRule:
+        """RETIRED, version + 1: kept for the evaluations that cite it, never evaluated
+        again. Retiring a retired rule is a conflict."""
+        require_admin(principal, "retiring a policy rule")
+        return self._update(principal, rule_id, {"status": RuleStatus.RETIRED}, expected_version)
+
+    def evaluation(self, principal: Principal, run_id: str) -> dict[str, Any]:
+        """The run's policy evaluation; it is written with the final status, so a run that
+        is not final yet has none (``NotFoundError``)."""
+        with self._uow(read_only=True) as uow:
+            run = uow.runs.get(principal.tenant_id, run_id, details=False)
+            if run is None:
+                raise NotFoundError(f"no run {run_id!r}")
+            found = uow.policies.evaluation(run_id)
+        if found is None:
+            raise NotFoundError(
+                f"run {run_id!r} has no policy evaluation (it is {run.status.value}); "
+                "a run is evaluated when it is final",
+                code="evaluation_not_found",
+            )
+        return found
+
+    def _update(
+        self,
+        principal: Principal,
+        rule_id: str,
+        changes: Mapping[str, Any],
+        expected_version: int | None,
+    ) -> PolicyRule:
+        with self._uow() as uow:
+            rule = _load(uow, principal, rule_id)
+            if expected_version is not None and rule.version != expected_version:
+                raise _version_conflict(rule_id, f"is at version {rule.version}")
+            with _numbers_in_range():
+                changed = policy.bump(rule, changes, self._clock.now_ms())
+            if not uow.policies.save(changed, expected_version=rule.version):
+                raise _version_conflict(rule_id, "was changed by someone else meanwhile")
+            uow.commit()
+        return changed
+
+
+def add_rule(uow: UnitOfWork, rule: PolicyRule) -> None:
+    """Insert ``rule`` after checking its agent is one of the tenant's (a foreign or
+    unknown agent would otherwise surface as a database error)."""
+    if rule.agent_id is not None and uow.agents.get(rule.tenant_id, rule.agent_id) is None:
+        raise ValidationError(f"no agent {rule.agent_id!r}", code="unknown_agent")
+    uow.policies.add(rule)
+
+
+@contextmanager
+def _numbers_in_range() -> Iterator[None]:
+    # Converting an absurd amount (max_cost_usd 1e22) to micros overflows Decimal's
+    # precision with InvalidOperation, which is not a ValidationError: map it here so
+    # the caller gets a 422, not a 500 (DESIGN invariant 9).
+    try:
+        yield
+    except ArithmeticError as exc:
+        raise ValidationError("a number in params is out of range") from exc
+
+
+def require_admin(principal: Principal, what: str) -> None:
+    if principal.role is not Role.ADMIN:
+        raise PermissionDeniedError(f"{what} needs an admin key")
+
+
+def _load(uow: UnitOfWork, principal: Principal, rule_id: str) -> PolicyRule:
+    rule = uow.policies.get(principal.tenant_id, rule_id)
+    if rule is None:
+        raise NotFoundError(f"no policy rule {rule_id!r}")
+    return rule
+
+
+def _version_conflict(rule_id: str, why: str) -> ConflictError:
+    return ConflictError(
+        f"policy rule {rule_id!r} {why}; read it again and retry", code="rule_version_conflict"
+    )
