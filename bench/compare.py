@@ -44,7 +44,11 @@ def compare(args: argparse.Namespace) -> tuple[list[Measurement], list[Measureme
     ours: list[Measurement] = []
     theirs: list[Measurement] = []
     for index in range(1, args.repeat + 1):
-        ours.append(measure_in_subprocess("throughput.py", args))
+        ours.append(
+            measure_in_subprocess(
+                "throughput.py", args, "--worker-processes", str(args.worker_processes)
+            )
+        )
         print(ours[-1].line(f"#{index}"), flush=True)
         theirs.append(measure_in_subprocess("peer_dbos.py", args, "--dbos-limit", args.dbos_limit))
         print(theirs[-1].line(f"#{index}"), flush=True)
@@ -73,6 +77,13 @@ def summarize(ours: Sequence[Measurement], theirs: Sequence[Measurement]) -> int
 def main(argv: Sequence[str] | None = None) -> int:
     parser = parser_for(__doc__.split("\n\n")[0])
     add_dbos_limit_argument(parser)
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="runkernel only: run the workers as N `runkernel worker` processes "
+        "(the scale-out deployment) instead of in the client's process",
+    )
     args = parser.parse_args(argv)
     if args.json:
         parser.error("compare.py prints a table; use throughput.py or peer_dbos.py for --json")
