@@ -22,6 +22,7 @@ from runkernel.adapters.telemetry.metrics import PrometheusMetrics
 from runkernel.adapters.trace_sinks import build_trace_sink
 from runkernel.config import DEV_SECRET, Mode, Settings
 from runkernel.errors import ConfigurationError
+from runkernel.services.ack_forwarder import AckForwarder
 from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.executor import RetryPolicy, RunExecutor
 from runkernel.services.governance import GovernanceRegistry, default_facade
@@ -55,6 +56,9 @@ class Kernel:
     relay: Relay[SqlUnitOfWork]
     reconciler: AuditReconciler
     metrics: PrometheusMetrics
+    # Set for a non-SQL audit store (Redis, memory): forwards the acks its completions
+    # handed off in their transactions (DESIGN invariant 9). None with the SQL store.
+    ack_forwarder: AckForwarder | None = None
     _listener: PostgresListener | None = field(default=None, repr=False)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
@@ -115,6 +119,7 @@ def build_kernel(
     governance = GovernanceRegistry()
     governance.wire(default_facade())
     relay_wakeup = LocalWakeup()
+    ack_forwarder = None if acks_in_tx else AckForwarder(uow, audit_store, clock)
     completion = RunCompletionTransaction(
         uow,
         governance,
@@ -124,6 +129,7 @@ def build_kernel(
         mode=settings.observability_mode,
         acks_in_transaction=acks_in_tx,
         relay_wakeup=relay_wakeup,
+        ack_forwarder=ack_forwarder,
     )
     executor = RunExecutor(
         uow,
@@ -176,4 +182,5 @@ def build_kernel(
         relay=relay,
         reconciler=reconciler,
         metrics=metrics,
+        ack_forwarder=ack_forwarder,
     )

@@ -72,6 +72,16 @@ def test_acks_are_appended_never_merged(audit_store: AuditStore) -> None:
     assert audit_store.acks("run_unknown") == []
 
 
+def test_adding_the_same_ack_twice_stores_it_once(audit_store: AuditStore) -> None:
+    # A forwarder that crashed between writing an ack and marking it sends it again.
+    run_id = new_run(audit_store)
+    first = create_domain_ack(run_id, *START_TRACE, now_ms=T0 + 1)
+    second = create_domain_ack(run_id, *FINALIZE_RUN, now_ms=T0 + 2)
+    for ack in (first, first, second, first, second):
+        audit_store.add_ack(ack)
+    assert audit_store.acks(run_id) == [first, second]
+
+
 def test_concurrent_appends_lose_nothing(audit_store: AuditStore) -> None:
     run_id = new_run(audit_store)
     threads, per_thread = 6, 15

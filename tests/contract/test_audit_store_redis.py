@@ -43,6 +43,8 @@ def test_key_layout(store: RedisAuditStore, redis_client: redis.Redis, redis_pre
     store.add_ack(create_domain_ack(run_id, "logs", "start_trace", now_ms=T0 + 1))
     assert redis_client.type(f"{redis_prefix}:expectations:{run_id}") == b"list"
     assert redis_client.type(f"{redis_prefix}:acks:{run_id}") == b"list"
+    assert redis_client.type(f"{redis_prefix}:ack_ids:{run_id}") == b"set"  # add_ack dedupes
+    assert redis_client.pttl(f"{redis_prefix}:ack_ids:{run_id}") > 0
     assert redis_client.llen(f"{redis_prefix}:expectations:{run_id}") == 5
     deadline = redis_client.zscore(f"{redis_prefix}:deadlines", run_id)
     assert deadline == T0 + TIMEOUT + GRACE

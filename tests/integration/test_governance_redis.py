@@ -1,5 +1,6 @@
 """Governance with the Redis audit store (issue 3 acceptance): expectations go to Redis at
-T0, acks only once the completion has committed, and a run is COMPLETE and clean — also
+T0, acks only once the completion has committed (through a durable hand-off in the
+database, so a Redis fault loses none), and a run is COMPLETE and clean — also
 after a completion that rolled back and left ROLLED_BACK acks of acks Redis never saw.
 
 ``build_kernel`` builds the store with the default ``rac`` key prefix, so these tests touch
@@ -19,6 +20,7 @@ from conftest import ECHO_PLAN, REDIS_URL, _unavailable, make_settings, make_ten
 from runkernel.adapters.audit_store.redis import RedisAuditStore
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.audit import ReconciliationStatus
+from runkernel.entrypoints.background import AckForwarderRunner
 from support.governance import (
     ACKED_BEFORE,
     FAILING_PLAN,
@@ -122,13 +124,8 @@ def test_a_rolled_back_completion_leaves_rolled_back_acks_and_the_retry_is_clean
 # -- Redis faults (DESIGN invariant 9: a fault in Redis loses no ack) -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3, open): acks for the Redis store are retried briefly after "
-    "commit, then reported as lost; a durable hand-off through the outbox is still to do",
-)
 def test_a_redis_fault_right_after_commit_loses_no_ack(
-    rkernel: Kernel, monkeypatch: pytest.MonkeyPatch
+    rkernel: Kernel, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kernel = rkernel
     run_id = _submit(kernel, ECHO_PLAN)
@@ -150,19 +147,32 @@ def test_a_redis_fault_right_after_commit_loses_no_ack(
     outcome: object
     try:
         outcome = drive(kernel, run_id)
-    except redis.RedisError as exc:  # today: the error escapes the executor after commit
+    except redis.RedisError as exc:  # a store error must not escape the executor
         outcome = exc
-    down["on"] = False  # Redis is back
     assert snapshot(kernel, run_id).status == "succeeded"  # the run committed
-    # Once Redis is back the acks must arrive (retried, or forwarded from a durable record
-    # by the relay), not be lost: the run reconciles clean.
-    while kernel.relay.relay_once():
-        pass
+    # Only the start's ack reached Redis; the completion's wait in the database.
+    assert redis_client.llen(f"rac:acks:{run_id}") == 1
+    forwarder = kernel.ack_forwarder
+    assert forwarder is not None
+    with pytest.raises(redis.ConnectionError):  # still down: nothing forwarded, nothing lost
+        forwarder.forward_once()
 
     def clean() -> bool:
         result = kernel.reconciler.reconcile_now(run_id)
         return result is not None and result.is_clean()
 
-    wait_until(clean, timeout=5, what="the completion's acks to reach Redis")
+    down["on"] = False  # Redis is back: the forwarder loop delivers what was left behind
+    runner = AckForwarderRunner(forwarder, interval_s=0.05).start()
+    try:
+        wait_until(clean, timeout=5, what="the completion's acks to reach Redis")
+    finally:
+        runner.stop()
+    assert runner.forwarded >= 4 and forwarder.forward_once() == 0
+    assert redis_client.llen(f"rac:acks:{run_id}") == 5
+    # Delivered again (a forwarder that crashed before its mark): stored once, no drift.
+    for ack in kernel.audit.acks(run_id):
+        kernel.audit.add_ack(ack)
+    assert redis_client.llen(f"rac:acks:{run_id}") == 5
+    _assert_clean(kernel, run_id)
     # And a committed completion is not reported as a crash of the worker.
     assert outcome == "succeeded"

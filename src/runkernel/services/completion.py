@@ -32,6 +32,7 @@ from runkernel.domain.traces import (
     trace_status_for,
 )
 from runkernel.errors import LeaseLostError, TraceSinkError, TransactionFailed
+from runkernel.services.ack_forwarder import AckForwarder
 from runkernel.services.governance import FaultHook, GovernanceRegistry, Journal
 from runkernel.services.ports import (
     AuditStore,
@@ -43,9 +44,6 @@ from runkernel.services.ports import (
 )
 
 log = logging.getLogger(__name__)
-
-
-_ACK_TRIES = 4
 
 
 class CompletionPhase(StrEnum):
@@ -101,6 +99,7 @@ class RunCompletionTransaction:
         acks_in_transaction: bool,
         relay_wakeup: WakeupSignal | None = None,
         fault: FaultHook | None = None,
+        ack_forwarder: AckForwarder | None = None,
     ) -> None:
         self._uow = uow
         self._governance = governance
@@ -109,6 +108,9 @@ class RunCompletionTransaction:
         self._clock = clock
         self._mode = mode
         self._acks_in_tx = acks_in_transaction
+        self._forwarder = (
+            None if acks_in_transaction else ack_forwarder or AckForwarder(uow, audit_store, clock)
+        )
         self._relay_wakeup = relay_wakeup
         self.fault = fault  # tests set it to force a failure at a phase
 
@@ -238,34 +240,22 @@ class RunCompletionTransaction:
             log.warning("trace sink failed at start of run %s: %s", run.id, exc)
 
     def _acks_within(self, uow: UnitOfWork, acks: list[DomainAck]) -> None:
-        """With the SQL audit store, acks commit or roll back with the work they report."""
+        """Acks commit or roll back with the work they report: into the SQL audit store,
+        or into the durable hand-off that :meth:`_acks_after` forwards to another store."""
         if self._acks_in_tx:
             uow.audit.add_acks(acks)
+        elif acks:
+            uow.audit.hand_off_acks(acks)
 
     def _acks_after(self, acks: list[DomainAck]) -> None:
         """Other stores (Redis, memory) take the acks once the work has committed.
 
-        The work is committed, so a store fault must not turn into a failed run: each ack
-        is retried a few times and, if the store stays down, logged; the reconciler then
-        reports the action as missing rather than the run vanishing."""
-        if self._acks_in_tx:
-            return
-        for ack in acks:
-            for attempt in range(_ACK_TRIES):
-                try:
-                    self._audit.add_ack(ack)
-                    break
-                except Exception:  # any store error: retried, then reported, never raised
-                    if attempt == _ACK_TRIES - 1:
-                        log.exception(
-                            "audit store lost ack %s (%s/%s) of run %s",
-                            ack.id,
-                            ack.domain,
-                            ack.action,
-                            ack.run_id,
-                        )
-                    else:
-                        self._clock.sleep(0.05 * 2**attempt)
+        The acks are already durable in the hand-off, so a store fault must not turn into
+        a failed run: this forwards them at once, best effort and never raising; what the
+        store refuses stays pending and the forwarder loop (``BackgroundServices``) sends
+        it when the store is back (DESIGN invariant 9)."""
+        if self._forwarder is not None:
+            self._forwarder.forward(acks)
 
     def _export_trace(
         self, run: Run, finish: Finish, now: int, compensations: list[Callable[[], None]]
@@ -307,11 +297,9 @@ class RunCompletionTransaction:
         reason = f"completion rolled back: {type(cause).__name__}: {cause}"
         rolled = [audit.rolled_back(ack, reason, now) for ack in acks]
         try:
-            if self._acks_in_tx:
-                with self._uow() as uow:
-                    self._acks_within(uow, rolled)
-                    uow.commit()
-            else:
-                self._acks_after(rolled)
+            with self._uow() as uow:
+                self._acks_within(uow, rolled)
+                uow.commit()
+            self._acks_after(rolled)
         except Exception:  # reported: the reconciler will show the actions as missing
             log.exception("could not record ROLLED_BACK acks for run %s", acks[0].run_id)

@@ -311,6 +311,14 @@ class AuditRepository(Protocol):
     def save_reconciliation(
         self, result: ReconciliationResult, tenant_id: str | None, *, replace: bool = False
     ) -> bool: ...
+    def hand_off_acks(self, acks: Sequence[DomainAck]) -> None:
+        """Acks for a non-SQL audit store, kept in this transaction until an
+        ``AckForwarder`` has copied them to the store (DESIGN invariant 9)."""
+
+    def pending_hand_offs(self, limit: int = 100) -> list[DomainAck]:
+        """Handed-off acks not forwarded yet, oldest first."""
+
+    def mark_forwarded(self, ids: Sequence[str], now_ms: int) -> int: ...
 
 
 class TraceSink(Protocol):

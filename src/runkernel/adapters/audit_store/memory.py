@@ -25,6 +25,7 @@ class MemoryAuditStore:
         self._lock = threading.Lock()
         self._expectations: dict[str, list[AuditExpectation]] = {}
         self._acks: dict[str, list[DomainAck]] = {}
+        self._ack_ids: set[str] = set()
         self._results: dict[str, tuple[ReconciliationResult, str | None]] = {}
 
     def add_expectations(self, expectations: Sequence[AuditExpectation]) -> None:
@@ -34,6 +35,9 @@ class MemoryAuditStore:
 
     def add_ack(self, ack: DomainAck) -> None:
         with self._lock:
+            if ack.id in self._ack_ids:  # idempotent: a forwarder may deliver an ack twice
+                return
+            self._ack_ids.add(ack.id)
             self._acks.setdefault(ack.run_id, []).append(ack)
 
     def expectations(self, run_id: str) -> list[AuditExpectation]:
@@ -100,5 +104,5 @@ class MemoryAuditStore:
     def clear_run(self, run_id: str) -> None:
         with self._lock:
             self._expectations.pop(run_id, None)
-            self._acks.pop(run_id, None)
+            self._ack_ids.difference_update(a.id for a in self._acks.pop(run_id, ()))
             self._results.pop(run_id, None)

@@ -4,15 +4,19 @@ Keys (``prefix`` defaults to ``rac``):
 
 - ``{prefix}:expectations:{run_id}``, ``{prefix}:acks:{run_id}``: LISTs of JSON records,
   appended with RPUSH, so writers in any number of processes never read-modify-write;
+- ``{prefix}:ack_ids:{run_id}``: SET of the run's ack ids. ``add_ack`` is one Lua script
+  that RPUSHes only when SADD added the id, so an ack delivered twice (a forwarder that
+  crashed between the write and its mark) is stored once;
 - ``{prefix}:deadlines``: sorted set, run id scored by its finalize_run deadline, left when
   the run's reconciliation is saved (this is what ``get_pending_run_ids`` scans);
 - ``{prefix}:reconciliations:{run_id}``: the saved result, written with SET NX;
 - ``{prefix}:reconciliation_index:{tenant|*}:{status|*}``: sorted sets by reconciliation
   time, for listing (entries whose result has expired are dropped when met).
 
-Each write refreshes its run's keys in the same MULTI. A run's keys live ``ttl_s`` past
-its finalize deadline (or past the last write, whichever is later), so the record of a
-run whose worker died is still there when the sweep reconciles it.
+Each write refreshes its run's keys in the same MULTI (``add_ack``: in its script). A run's
+keys live ``ttl_s`` past its finalize deadline (or past the last write, whichever is
+later), so the record of a run whose worker died is still there when the sweep
+reconciles it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,21 @@ from runkernel.domain.audit import (
 
 Client = redis.Redis
 
+# KEYS: acks, ack_ids, expectations, deadlines. ARGV: ack id, record, run id, created_at_ms,
+# ttl_ms. Refreshes the run's keys as every write does (ttl past the finalize deadline).
+_ADD_ACK = """
+local deadline = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[3]) or '0')
+local ttl = tonumber(ARGV[5]) + math.max(0, deadline - tonumber(ARGV[4]))
+local added = redis.call('SADD', KEYS[2], ARGV[1])
+if added == 1 then
+  redis.call('RPUSH', KEYS[1], ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return added
+"""
+
 
 class RedisAuditStore:
     durable = True
@@ -43,6 +62,7 @@ class RedisAuditStore:
         self._prefix = prefix
         self._ttl_ms = ttl_s * 1000
         self._deadlines = f"{prefix}:deadlines"
+        self._add_ack = client.register_script(_ADD_ACK)
 
     def _key(self, kind: str, run_id: str) -> str:
         return f"{self._prefix}:{kind}:{run_id}"
@@ -70,16 +90,17 @@ class RedisAuditStore:
                     pipe.zadd(self._deadlines, {run_id: deadline})
                 pipe.pexpire(self._key("expectations", run_id), ttl_ms)
                 pipe.pexpire(self._key("acks", run_id), ttl_ms)
+                pipe.pexpire(self._key("ack_ids", run_id), ttl_ms)
             pipe.execute()
 
     def add_ack(self, ack: DomainAck) -> None:
-        deadline = self._r.zscore(self._deadlines, ack.run_id)
-        ttl_ms = self._ttl_ms + max(0, int(deadline or 0) - ack.created_at_ms)
-        with self._r.pipeline(transaction=True) as pipe:
-            pipe.rpush(self._key("acks", ack.run_id), _dump(ack.to_dict()))
-            pipe.pexpire(self._key("acks", ack.run_id), ttl_ms)
-            pipe.pexpire(self._key("expectations", ack.run_id), ttl_ms)
-            pipe.execute()
+        """Idempotent by ack id (one atomic script: SADD the id, RPUSH only if new)."""
+        run_id = ack.run_id
+        keys = [self._key(k, run_id) for k in ("acks", "ack_ids", "expectations")]
+        self._add_ack(
+            keys=[*keys, self._deadlines],
+            args=[ack.id, _dump(ack.to_dict()), run_id, ack.created_at_ms, self._ttl_ms],
+        )
 
     def expectations(self, run_id: str) -> list[AuditExpectation]:
         raw = self._r.lrange(self._key("expectations", run_id), 0, -1)
@@ -162,7 +183,7 @@ class RedisAuditStore:
     def clear_run(self, run_id: str) -> None:
         raw = self._r.get(self._key("reconciliations", run_id))
         with self._r.pipeline(transaction=True) as pipe:
-            for kind in ("expectations", "acks", "reconciliations"):
+            for kind in ("expectations", "acks", "ack_ids", "reconciliations"):
                 pipe.delete(self._key(kind, run_id))
             pipe.zrem(self._deadlines, run_id)
             if raw is not None:

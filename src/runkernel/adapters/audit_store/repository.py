@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from runkernel.adapters.db.inserts import insert_rows
-from runkernel.adapters.db.tables import audit_acks, audit_expectations, audit_reconciliations
+from runkernel.adapters.db.inserts import insert_ignore, insert_rows
+from runkernel.adapters.db.tables import (
+    audit_ack_outbox,
+    audit_acks,
+    audit_expectations,
+    audit_reconciliations,
+)
 from runkernel.domain.audit import (
     FINALIZE_RUN,
     AckStatus,
@@ -27,6 +32,7 @@ from runkernel.domain.audit import (
 )
 
 _exp, _ack, _rec = audit_expectations.c, audit_acks.c, audit_reconciliations.c
+_out = audit_ack_outbox.c
 _SETTLE = (
     update(audit_expectations)
     .where(_exp.id == bindparam("p_id"))
@@ -46,11 +52,43 @@ class SqlAuditRepository:
         insert_rows(self._conn, audit_expectations, [e.to_dict() for e in expectations])
 
     def add_ack(self, ack: DomainAck) -> None:
-        self._conn.execute(insert(audit_acks), [ack.to_dict()])
+        """Idempotent by ack id: adding an ack already stored changes nothing."""
+        self._conn.execute(insert_ignore(audit_acks, self._conn), ack.to_dict())
 
     def add_acks(self, acks: Sequence[DomainAck]) -> None:
         """Several acks in one statement (a completion acks five actions at once)."""
         insert_rows(self._conn, audit_acks, [a.to_dict() for a in acks])
+
+    # -- the hand-off to a non-SQL audit store (Redis): DESIGN invariant 9 ---------------
+
+    def hand_off_acks(self, acks: Sequence[DomainAck]) -> None:
+        """Record acks for the audit store in the caller's transaction; an
+        ``AckForwarder`` copies them to the store once it has committed."""
+        rows = [
+            {"id": a.id, "run_id": a.run_id, "ack": a.to_dict(), "created_at_ms": a.created_at_ms}
+            for a in acks
+        ]
+        insert_rows(self._conn, audit_ack_outbox, rows)
+
+    def pending_hand_offs(self, limit: int = 100) -> list[DomainAck]:
+        """Handed-off acks not yet forwarded, oldest first."""
+        rows = self._conn.execute(
+            select(_out.ack)
+            .where(_out.forwarded_at_ms.is_(None))
+            .order_by(_out.created_at_ms, _out.id)
+            .limit(limit)
+        )
+        return [DomainAck.from_dict(row.ack) for row in rows]
+
+    def mark_forwarded(self, ids: Sequence[str], now_ms: int) -> int:
+        if not ids:
+            return 0
+        result = self._conn.execute(
+            update(audit_ack_outbox)
+            .where(_out.id.in_(list(ids)), _out.forwarded_at_ms.is_(None))
+            .values(forwarded_at_ms=now_ms)
+        )
+        return result.rowcount
 
     def expectations(self, run_id: str) -> list[AuditExpectation]:
         rows = self._conn.execute(

@@ -299,3 +299,22 @@ audit_reconciliations = Table(
     Column("reconciled_at_ms", BigInteger, nullable=False),
     Index("ix_audit_reconciliations_status", "status", "reconciled_at_ms"),
 )
+
+# Acks for a non-SQL audit store (Redis), written in the transaction of the work they
+# report and forwarded to the store after commit (DESIGN invariant 9: a Redis fault loses
+# no ack). The id is the ack's id, which the store dedupes on.
+audit_ack_outbox = Table(
+    "audit_ack_outbox",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("ack", Json, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("forwarded_at_ms", BigInteger),
+    Index(
+        "ix_audit_ack_outbox_pending",
+        "created_at_ms",
+        postgresql_where=text("forwarded_at_ms IS NULL"),
+        sqlite_where=text("forwarded_at_ms IS NULL"),
+    ),
+)
