@@ -157,7 +157,10 @@ def validate_rule_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str,
             raise ValidationError("max_cost needs exactly one of max_cost_usd or max_cost_micros")
         if "max_cost_usd" in params:
             usd = _number(kind, "max_cost_usd", params["max_cost_usd"])
-            return {"max_cost_micros": usd_to_micros(usd)}
+            try:
+                return {"max_cost_micros": usd_to_micros(usd)}
+            except ValueError as exc:
+                raise ValidationError(f"max_cost: max_cost_usd is out of range ({exc})") from exc
         return {"max_cost_micros": _number(kind, "max_cost_micros", params["max_cost_micros"], int)}
     if kind in _LIMIT_KEYS:
         key = _LIMIT_KEYS[kind]
