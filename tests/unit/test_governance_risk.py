@@ -43,7 +43,8 @@ BASE = RunOutcome(
         (94, RiskLevel.NEAR_THRESHOLD),
         (95, RiskLevel.AT_RISK),
         (99, RiskLevel.AT_RISK),
-        (100, RiskLevel.VIOLATED),
+        (100, RiskLevel.AT_RISK),  # used its whole budget, did not break it
+        (101, RiskLevel.VIOLATED),
         (150, RiskLevel.VIOLATED),
     ],
 )

@@ -44,7 +44,14 @@ def risk_level(outcome: RunOutcome) -> RiskLevel:
     if outcome.status is RunStatus.FAILED_POLICY or outcome.error_code == "budget_exceeded":
         return RiskLevel.VIOLATED
     peak = peak_ratio(outcome)
-    return RiskLevel.NORMAL if peak is None else level_of(peak[1])
+    if peak is None:
+        return RiskLevel.NORMAL
+    level = level_of(peak[1])
+    if level is RiskLevel.VIOLATED and peak[1] <= 1.0 and outcome.succeeded:
+        # A run that finished using exactly its limit (say all of its max_steps) spent its
+        # whole budget without breaking it: at risk, not violated.
+        return RiskLevel.AT_RISK
+    return level
 
 
 def crossed(before: RiskLevel, after: RiskLevel) -> bool:
