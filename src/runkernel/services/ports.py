@@ -13,6 +13,7 @@ from runkernel.domain.audit import (
     ReconciliationResult,
     ReconciliationStatus,
 )
+from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
 from runkernel.domain.policy import PolicyRule
@@ -156,9 +157,6 @@ class WakeupSignal(Protocol):
 
 
 # -- events (transactional outbox) ---------------------------------------------------------
-# Imported here rather than at the top so this section can be appended without touching
-# the rest of the file; move it up when convenient.
-from runkernel.domain.events import Event  # noqa: E402
 
 
 class EventBus(Protocol):
