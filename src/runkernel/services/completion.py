@@ -174,14 +174,19 @@ class RunCompletionTransaction:
             self._relay_wakeup.notify()
         return CompletionResult(run.id, finish.status, phase, journal.results)
 
-    def record_denied(self, uow: UnitOfWork, run: Run) -> list[DomainAck]:
-        """Governance of a run denied at T0, in the submitting transaction: incident,
-        evaluation, trace and finalize, so a denied run is never stranded. Returns the acks
-        the caller hands to :meth:`acks_committed` once it has committed."""
+    def record_unclaimed(self, uow: UnitOfWork, run: Run) -> list[DomainAck]:
+        """Governance of a run that ends without a worker — denied at T0, or cancelled
+        while queued — in the caller's transaction: incident decision, evaluation, trace
+        and finalize, so such a run is never stranded and reconciles clean. Returns the
+        acks the caller hands to :meth:`acks_committed` once it has committed."""
         now = self._clock.now_ms()
         journal = Journal(run.tenant_id, run.id, now)
         risk = self._governance.facade.record_final(
-            uow, from_run(run), journal, trace_status=TraceStatus.FAILED, sink_error=None
+            uow,
+            from_run(run),
+            journal,
+            trace_status=trace_status_for(run.status.value),
+            sink_error=None,
         )
         uow.runs.set_governance_status(
             run.id, risk_level=risk.value, observability_status=run.observability_status

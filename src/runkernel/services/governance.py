@@ -122,11 +122,12 @@ class TraceFacade:
         if not uow.traces.complete(
             journal.run_id, status=status.value, sink_error=sink_error, now_ms=journal.now_ms
         ):
-            # Never started (denied at T0, or its start was lost): open and close it here so
-            # every run still has exactly one trace.
-            uow.traces.start(
+            # Never started (denied at T0, cancelled while queued): open and close it here
+            # so every run still has exactly one trace, and ack the start it expected.
+            if uow.traces.start(
                 run_id=journal.run_id, tenant_id=journal.tenant_id, now_ms=journal.now_ms
-            )
+            ):
+                journal.ack("logs", "start_trace", journal.run_id)
             uow.traces.complete(
                 journal.run_id, status=status.value, sink_error=sink_error, now_ms=journal.now_ms
             )

@@ -163,7 +163,7 @@ class RunService:
                     uow.runs.notify_new_runs()
                     uow.after_commit(self._wakeup.notify)
                 else:
-                    denied_acks = self._completion.record_denied(uow, run)
+                    denied_acks = self._completion.record_unclaimed(uow, run)
                 uow.commit()
             if denied_acks:
                 self._completion.acks_committed(denied_acks)
@@ -232,11 +232,24 @@ class RunService:
                     at_ms=now,
                     reason=f"cancelled by key {principal.key_id}",
                 )
-                if not uow.runs.cancel_queued(run, done):
+                acks = []
+                if uow.runs.cancel_queued(run, done):
+                    cancelled = replace(
+                        run,
+                        phase=done.to_phase,
+                        status=done.to_status,
+                        error_code="cancelled",
+                        finished_at_ms=now,
+                    )
+                    acks = self._completion.record_unclaimed(uow, cancelled)
+                else:
                     uow.runs.request_cancel(principal.tenant_id, run_id, now)
             else:
+                acks = []
                 uow.runs.request_cancel(principal.tenant_id, run_id, now)
             uow.commit()
+        if acks:
+            self._completion.acks_committed(acks)
         return self.get(principal, run_id)
 
 
