@@ -22,4 +22,7 @@ def test_demo_exits_0_and_prints_the_summary() -> None:
     assert "7 runs: 5 succeeded, 1 failed (step_failed: step 'fetch' (http.request)" in out
     assert "1 cancelled; webhook received with valid signature (1 delivery)" in out
     assert "every run reached the outcome the kernel promises" in out
+    flat = " ".join(out.split())
+    assert "policy evaluations 7 PASS; incidents 1 EXECUTION_FAILURE" in flat
+    assert "audit clean for 7 of 7 runs" in flat
     assert "Traceback" not in done.stderr

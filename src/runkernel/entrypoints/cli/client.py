@@ -98,6 +98,16 @@ class ApiClient:
                 )
             time.sleep(interval_s)
 
+    def get_audit(self, run_id: str) -> JsonObject:
+        return self._object("GET", f"/api/v1/runs/{run_id}/audit")
+
+    def get_evaluation(self, run_id: str) -> JsonObject:
+        return self._object("GET", f"/api/v1/runs/{run_id}/evaluation")
+
+    def list_incidents(self, run_id: str) -> list[JsonObject]:
+        body = self._object("GET", "/api/v1/incidents", params={"run_id": run_id})
+        return list(body.get("incidents") or [])
+
     # -- transport ----------------------------------------------------------------
     def _object(self, method: str, path: str, **kwargs: Any) -> JsonObject:
         body = self._request(method, path, **kwargs)

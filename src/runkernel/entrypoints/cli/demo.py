@@ -43,6 +43,7 @@ class Tracked:
     run_id: str
     submitted_at: float
     run: JsonObject = field(default_factory=dict)
+    governance: JsonObject = field(default_factory=dict)
 
     @property
     def final(self) -> bool:
@@ -109,6 +110,8 @@ def _run_demo(console: Console, database_url: str, *, concurrency: int, timeout_
         with ApiClient(server.url, created.api_key) as client:
             tracked = _submit_all(client, agent.id, scenarios(receiver.url))
             finished = _follow(console, client, tracked, timeout_s)
+            if finished:
+                _collect_governance(client, tracked)
     finally:
         if server is not None:
             server.stop(drain_timeout_s=2.0)
@@ -214,6 +217,8 @@ def _summarize(
     cost = sum(float(i.run.get("cost_usd") or 0) for i in tracked)
     console.print(f"\n{len(tracked)} runs: {escape(', '.join(parts))}; {hook}")
     console.print(f"total cost ${cost:.6f} (echo-1 is priced like any model)")
+    governance_line, unclean = _governance_summary(tracked)
+    console.print(governance_line)
 
     problems = [
         f"{i.run_id} ({i.scenario.title}): expected {i.scenario.expect}, got {i.run.get('status')}"
@@ -224,6 +229,7 @@ def _summarize(
         problems.insert(0, "not every run reached a final state in time")
     if not valid:
         problems.append("the webhook never arrived with a valid signature")
+    problems += [f"{i.run_id}: audit not clean ({escape(reason)})" for i, reason in unclean]
     for problem in problems:
         console.print(f"[bold red]unexpected[/]: {escape(problem)}")
     if not problems:
@@ -238,3 +244,35 @@ def _summarize(
         "  open http://127.0.0.1:8000/docs           [dim]# OpenAPI[/]"
     )
     return not problems
+
+
+def _collect_governance(client: ApiClient, tracked: list[Tracked]) -> None:
+    """What the kernel recorded for each run, read back over the API like a user would."""
+    for item in tracked:
+        item.governance = {
+            "audit": client.get_audit(item.run_id).get("reconciliation") or {},
+            "evaluation": client.get_evaluation(item.run_id).get("outcome"),
+            "incidents": [i.get("category") for i in client.list_incidents(item.run_id)],
+        }
+
+
+def _governance_summary(tracked: list[Tracked]) -> tuple[str, list[tuple[Tracked, str]]]:
+    """One line on the governance record of every run, and the runs whose audit is not
+    clean (each with why)."""
+    evaluations = Counter(str(i.governance.get("evaluation")) for i in tracked)
+    incidents = Counter(c for i in tracked for c in i.governance.get("incidents") or [])
+    unclean = []
+    for item in tracked:
+        audit = item.governance.get("audit") or {}
+        if not audit.get("clean"):
+            missing = ", ".join(audit.get("missing") or []) or str(audit.get("status"))
+            unclean.append((item, f"missing {missing}"))
+    evaluated = ", ".join(f"{n} {outcome}" for outcome, n in evaluations.most_common())
+    raised = ", ".join(f"{n} {category}" for category, n in incidents.most_common()) or "none"
+    clean = len(tracked) - len(unclean)
+    line = (
+        f"governance: policy evaluations {evaluated}; incidents {raised}; audit clean for "
+        f"{clean} of {len(tracked)} runs (every expected action acked, in the same "
+        "transaction as the final status)"
+    )
+    return escape(line), unclean
