@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -30,9 +27,9 @@ from runkernel.entrypoints.background import ReconcilerRunner
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stdout
 from runkernel.entrypoints.cli.server import open_kernel, setup_logging
+from runkernel.entrypoints.cli.signals import run_until_signalled
 from runkernel.entrypoints.cli.views import DASH
 from runkernel.entrypoints.governance_services import GovernanceServices
-from runkernel.entrypoints.serve import STOP_SIGNALS
 from runkernel.services.audit import RunAudit
 
 log = logging.getLogger(__name__)
@@ -96,23 +93,12 @@ def reconciler(
     settings = opt.build_settings(database_url=database_url, reconcile_interval_s=interval_s)
     with open_kernel(settings, migrate=migrate) as kernel:
         runner = ReconcilerRunner(kernel)
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("%s: stopping the sweep", signal.Signals(signum).name)
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-        try:
-            runner.start()
-            # flush: supervisors and tests read this line through a pipe.
-            print(f"reconciler started: a sweep every {runner.interval_s:g} s", flush=True)
-            while not stop.wait(1.0):
-                pass
-        finally:
-            runner.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        run_until_signalled(
+            runner.start,
+            runner.stop,
+            started=f"reconciler started: a sweep every {runner.interval_s:g} s",
+            stopping="stopping the sweep",
+        )
     print(
         f"reconciler stopped: {runner.sweeps} sweeps, {runner.reconciled} runs reconciled",
         flush=True,

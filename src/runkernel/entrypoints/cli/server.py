@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -27,7 +24,8 @@ from runkernel.domain.records import Role
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stdout
 from runkernel.entrypoints.cli.errors import CliError
-from runkernel.entrypoints.serve import STOP_SIGNALS, serve_forever
+from runkernel.entrypoints.cli.signals import run_until_signalled
+from runkernel.entrypoints.serve import serve_forever
 from runkernel.entrypoints.worker import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -143,23 +141,12 @@ def worker(
     )
     with open_kernel(settings, migrate=migrate) as kernel:
         pool = WorkerPool(kernel)
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("%s: draining", signal.Signals(signum).name)
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-        try:
-            pool.start()
-            # flush: supervisors and tests read this line through a pipe.
-            print(f"worker {pool.worker_id} started: {pool.concurrency} slots", flush=True)
-            while not stop.wait(1.0):
-                pass
-        finally:
-            pool.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        run_until_signalled(
+            pool.start,
+            pool.stop,
+            started=f"worker {pool.worker_id} started: {pool.concurrency} slots",
+            stopping="draining",
+        )
         print(
             f"worker {pool.worker_id} stopped: claimed {pool.claimed}, finished {pool.finished}",
             flush=True,
