@@ -22,7 +22,6 @@ from runkernel.adapters.db.tables import (
 )
 from runkernel.domain.audit import (
     FINALIZE_RUN,
-    AckStatus,
     AuditExpectation,
     DomainAck,
     ExpectationStatus,
@@ -181,34 +180,9 @@ class SqlAuditRepository:
 
 
 def _expectation(row: Row[Any]) -> AuditExpectation:
-    m = row._mapping
-    return AuditExpectation(
-        id=m["id"],
-        run_id=m["run_id"],
-        tenant_id=m["tenant_id"],
-        domain=m["domain"],
-        action=m["action"],
-        status=ExpectationStatus(m["status"]),
-        deadline_ms=m["deadline_ms"],
-        created_at_ms=m["created_at_ms"],
-        acked_at_ms=m["acked_at_ms"],
-        metadata=m["metadata"] or {},
-    )
+    # The columns are the record's to_dict() keys, so from_dict reads a row as it is.
+    return AuditExpectation.from_dict({**row._mapping, "metadata": row.metadata or {}})
 
 
 def _ack_from_row(row: Row[Any]) -> DomainAck:
-    m = row._mapping
-    return DomainAck(
-        id=m["id"],
-        run_id=m["run_id"],
-        tenant_id=m["tenant_id"],
-        domain=m["domain"],
-        action=m["action"],
-        status=AckStatus(m["status"]),
-        result_id=m["result_id"],
-        error=m["error"],
-        rolled_back=m["rolled_back"],
-        rollback_reason=m["rollback_reason"],
-        created_at_ms=m["created_at_ms"],
-        metadata=m["metadata"] or {},
-    )
+    return DomainAck.from_dict({**row._mapping, "metadata": row.metadata or {}})
