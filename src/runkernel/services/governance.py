@@ -23,7 +23,7 @@ from runkernel.domain.outcomes import RunOutcome
 from runkernel.domain.policy import evaluate
 from runkernel.domain.risk import RiskLevel, risk_level
 from runkernel.domain.traces import TraceStatus
-from runkernel.errors import ConfigurationError
+from runkernel.errors import ConfigurationError, InvariantError
 from runkernel.services.ports import UnitOfWork
 
 FaultHook = Callable[[str], None]
@@ -98,7 +98,9 @@ class PolicyFacade:
             evaluation=evaluation.to_dict(),
             now_ms=journal.now_ms,
         ):
-            raise_duplicate("evaluation", outcome.run_id)
+            raise InvariantError(
+                f"run {outcome.run_id} already has its evaluation: a run is finalized once"
+            )
         journal.ack("policies", "evaluate_policy", evaluation_id, outcome=evaluation.outcome.value)
         journal.event(events.POLICY_EVALUATED, evaluation=evaluation.to_dict())
         journal.results["evaluation"] = evaluation.outcome.value
@@ -185,12 +187,6 @@ class RunGovernanceFacade:
 
 def _no_fault(_point: str) -> None:
     return None
-
-
-def raise_duplicate(what: str, run_id: str) -> None:
-    from runkernel.errors import InvariantError
-
-    raise InvariantError(f"run {run_id} already has its {what}: a run is finalized once")
 
 
 class GovernanceRegistry:
