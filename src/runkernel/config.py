@@ -50,6 +50,38 @@ class Settings(BaseSettings):
     max_plan_steps: int = Field(100, ge=1, description="steps a plan may have")
     max_payload_bytes: int = Field(262_144, ge=1024, description="largest request body accepted")
 
+    max_step_output_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="largest output a step may store (an HTTP body is read up to this)",
+    )
+    max_step_input_bytes: int = Field(
+        1_048_576, ge=1024, description="largest rendered input (params) a step may have"
+    )
+    egress_allow: str = Field(
+        "",
+        description="exceptions to the egress guard: comma-separated IPs, CIDRs or host names, "
+        "each optionally with :port",
+    )
+
+    rate_limit_key_per_s: float = Field(
+        50.0, ge=0, description="requests per second one API key may make (0: unlimited)"
+    )
+    rate_limit_key_burst: int = Field(100, ge=1, description="burst size of the per-key bucket")
+    rate_limit_tenant_per_s: float = Field(
+        200.0, ge=0, description="requests per second all keys of one tenant may make (0: off)"
+    )
+    rate_limit_tenant_burst: int = Field(
+        400, ge=1, description="burst size of the per-tenant bucket"
+    )
+
+    worker_relay: bool = Field(
+        True, description="worker processes also run the outbox relay (one holder at a time)"
+    )
+    worker_sweep: bool = Field(
+        True, description="worker processes also run the audit sweep (one holder at a time)"
+    )
+
     llm_base_url: str = Field(
         "https://api.openai.com/v1", description="OpenAI-compatible chat completions base URL"
     )

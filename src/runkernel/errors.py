@@ -10,12 +10,15 @@ RunkernelError                      base; code ``internal``
 ├── PermissionDeniedError           key lacks the role for the operation (HTTP 403)
 ├── NotFoundError                   nothing of that id visible to this tenant (HTTP 404)
 ├── ConflictError                   the operation does not fit the current state (HTTP 409)
+├── RateLimitedError                too many requests for a key or tenant (HTTP 429)
 ├── InvariantError                  a lifecycle rule would be broken (a bug, never user input)
 │   ├── PhaseStatusInvariantError   a status not allowed in a phase
 │   └── IllegalTransitionError      a phase change that is not one step forward or to FAILED
 ├── LeaseLostError                  a worker no longer holds the run it writes to
 ├── SkillError                      a skill could not do its job (a failed step)
+│   └── EgressDeniedError           a skill's HTTP destination is refused by the egress guard
 ├── StorageError                    the database failed or is not migrated
+│   └── StorageUnavailableError     the database cannot take writes (disk full, read-only; 503)
 ├── TraceSinkError                  the observability sink did not take a trace
 └── TransactionFailed               the atomic completion rolled back (phase, partial results)
 """
@@ -68,6 +71,16 @@ class ConflictError(RunkernelError):
     code = "conflict"
 
 
+class RateLimitedError(RunkernelError):
+    """``retry_after_s`` is how long until the bucket has a token again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
 class InvariantError(RunkernelError):
     code = "invariant_violated"
 
@@ -88,8 +101,16 @@ class SkillError(RunkernelError):
     code = "skill_error"
 
 
+class EgressDeniedError(SkillError):
+    code = "egress_denied"
+
+
 class StorageError(RunkernelError):
     code = "storage_error"
+
+
+class StorageUnavailableError(StorageError):
+    code = "storage_unavailable"
 
 
 class TraceSinkError(RunkernelError):

@@ -67,6 +67,8 @@ runs = Table(
     Column("budget", Json, nullable=False),
     Column("metadata", Json, nullable=False),
     Column("idempotency_key", String(200)),
+    # SHA-256 of the submitted request: a reused idempotency key must name the same request.
+    Column("request_fingerprint", String(64)),
     Column("attempt", Integer, nullable=False, server_default="0"),
     Column("lease_owner", String(100)),
     Column("lease_expires_at_ms", BigInteger),
@@ -317,4 +319,15 @@ audit_ack_outbox = Table(
         postgresql_where=text("forwarded_at_ms IS NULL"),
         sqlite_where=text("forwarded_at_ms IS NULL"),
     ),
+)
+
+# Jobs that one process at a time does for the whole deployment (the outbox relay, the
+# audit sweep): a holder renews its lease; anyone may take an expired one.
+process_leases = Table(
+    "process_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("acquired_at_ms", BigInteger, nullable=False),
 )
