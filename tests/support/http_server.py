@@ -3,8 +3,9 @@
 The handler takes the request as an ``httpx.Request`` (its URL built from the ``Host``
 header the client sent) and returns an ``httpx.Response`` or a :class:`Reply` whose body
 may be an iterable of chunks, sent chunked unless a ``Content-Length`` is given. The server
-records every request and counts the body bytes it managed to send, so a test can tell
-how much a client really read before it hung up.
+records every request (and the client port it came from) and counts the body bytes it
+managed to send, so a test can tell how much a client really read before it hung up. It
+closes every connection after one answer unless ``keep_alive`` is set.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ Handler = Callable[[httpx.Request], "httpx.Response | Reply"]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, keep_alive: bool) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)
         self.handler = handler
+        self.keep_alive = keep_alive
         self.requests: list[httpx.Request] = []
+        self.peers: list[int] = []
         self.sent_bytes = 0
         self.lock = threading.Lock()
 
@@ -55,10 +58,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         with self.server.lock:
             self.server.requests.append(request)
+            self.server.peers.append(int(self.client_address[1]))
         answer = self.server.handler(request)
         if isinstance(answer, httpx.Response):
             answer = Reply(answer.status_code, dict(answer.headers.items()), answer.read())
-        self.close_connection = True
+        self.close_connection = not self.server.keep_alive
         self.send_response(answer.status)
         headers = {k.lower(): v for k, v in answer.headers.items()}
         chunked = not isinstance(answer.body, bytes) and "content-length" not in headers
@@ -69,7 +73,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers.pop("connection", None)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Connection", "close")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command == "HEAD":
             return
@@ -109,14 +114,20 @@ class LocalServer:
             return list(self._server.requests)
 
     @property
+    def peers(self) -> list[int]:
+        """The client port of each request: a new port is a new connection."""
+        with self._server.lock:
+            return list(self._server.peers)
+
+    @property
     def sent_bytes(self) -> int:
         with self._server.lock:
             return self._server.sent_bytes
 
 
 @contextmanager
-def local_server(handler: Handler) -> Iterator[LocalServer]:
-    server = _Server(handler)
+def local_server(handler: Handler, *, keep_alive: bool = False) -> Iterator[LocalServer]:
+    server = _Server(handler, keep_alive)
     # A short poll interval so shutdown() returns at once, not after 0.5 s.
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import json
 import socket
-from ipaddress import ip_address
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
+from ipaddress import ip_address
 from typing import Any
 
 import httpx
