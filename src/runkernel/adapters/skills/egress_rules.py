@@ -147,6 +147,8 @@ def parse_allow_list(text: str) -> tuple[AllowEntry, ...]:
 
 
 def parse_allow_entry(text: str) -> AllowEntry:
+    if "://" in text:
+        _invalid(text, "a URL; write the host (and :port) only")
     bracketed = re.fullmatch(r"\[([^\]]+)\](?::([^:]*))?", text)
     if bracketed:
         target, port_text = bracketed.group(1), bracketed.group(2)
