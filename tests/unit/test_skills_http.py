@@ -304,3 +304,45 @@ def test_verify_signature() -> None:
     assert not verify_signature(SECRET, body, header.removeprefix("sha256="))
     assert not verify_signature(SECRET, body, None)
     assert not verify_signature(SECRET, body, "")
+
+
+# --- idempotency keys --------------------------------------------------------------------
+
+
+def test_idempotency_key_is_run_and_step_and_stable_across_tries() -> None:
+    first = SkillContext(run_id="run-7", tenant_id="t", step_id="notify", attempt=1)
+    after_crash = SkillContext(
+        run_id="run-7", tenant_id="t", step_id="notify", attempt=2, try_number=3
+    )
+
+    assert first.idempotency_key == after_crash.idempotency_key == "run-7/notify"
+
+
+def test_http_request_sends_the_idempotency_key_when_asked(
+    server: Server, registry: SkillRegistry
+) -> None:
+    url = server.base + "/json"
+    asked = {"method": "POST", "url": url, "idempotency_key": True}
+    registry.validate("http.request", asked)
+
+    registry.invoke("http.request", asked, CTX)
+    registry.invoke("http.request", {"method": "POST", "url": url}, CTX)
+    registry.invoke(
+        "http.request",
+        {**asked, "headers": {"idempotency-key": "forged", "X-Other": "kept"}},
+        CTX,
+    )
+
+    sent, not_asked, overridden = server.received
+    assert sent.headers["Idempotency-Key"] == "run-7/notify"
+    assert "Idempotency-Key" not in not_asked.headers
+    assert overridden.headers["Idempotency-Key"] == "run-7/notify"
+    assert overridden.headers["X-Other"] == "kept"
+    assert [k for k in overridden.headers if k.lower() == "idempotency-key"] == ["Idempotency-Key"]
+
+
+@pytest.mark.parametrize("flag", ["idempotency_key", "follow_redirects"])
+def test_flags_must_be_booleans(registry: SkillRegistry, flag: str) -> None:
+    with pytest.raises(PlanValidationError, match=f"{flag} must be true or false, got 'yes'"):
+        registry.validate("http.request", {"method": "GET", "url": "http://x", flag: "yes"})
+    registry.validate("http.request", {"method": "GET", "url": "http://x", flag: "{{t}}"})
