@@ -168,3 +168,24 @@ def test_step_errors_carry_redacted_urls() -> None:
     assert refused.error.startswith(
         "http.request: GET http://***@10.0.0.1/?token=***: egress_denied"
     )
+
+
+def test_a_record_keeps_its_template_and_the_shape_of_its_args(redacting: None) -> None:
+    # uvicorn's access formatter unpacks record.args: a flattened record would break it.
+    make = logging.getLogRecordFactory()
+    access = make(
+        "uvicorn.access",
+        logging.INFO,
+        "f",
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/cb?next=https://h/?token=T1", "1.1", 200),
+        None,
+    )
+    named = make("n", logging.INFO, "f", 1, "%(url)s", ({"url": "http://h/?sig=T2"},), None)
+    in_template = make("n", logging.INFO, "f", 1, "http://h/?token=%s", ("T3",), None)
+
+    assert access.msg == '%s - "%s %s HTTP/%s" %d'
+    assert access.args == ("127.0.0.1:5", "GET", "/cb?next=https://h/?token=***", "1.1", 200)
+    assert named.getMessage() == "http://h/?sig=***"
+    assert in_template.getMessage() == "http://h/?token=***"

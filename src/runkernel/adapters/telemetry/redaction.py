@@ -81,25 +81,42 @@ def redact_text(text: str) -> str:
     return _URL.sub(lambda match: redact_url(match.group(0)), text)
 
 
+def _redact_arg(arg: object) -> object:
+    if arg is None or isinstance(arg, int | float):
+        return arg  # a %d or %f must still get a number
+    text = str(arg)
+    redacted = redact_text(text)
+    return arg if redacted == text else redacted
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    """Redact in place. The args are redacted one by one, so a record keeps its template
+    and shape (uvicorn's access formatter unpacks ``args``; tools group lines by template);
+    only a secret the template itself carries (``"…?token=%s"``) flattens the message."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(_redact_arg(arg) for arg in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {key: _redact_arg(value) for key, value in record.args.items()}
+    try:
+        message = record.getMessage()
+    # A message whose args do not fit its format must fail where logging reports such
+    # errors (the handler's handleError), not in the caller's log statement.
+    except Exception:  # noqa: BLE001
+        return
+    redacted = redact_text(message)
+    if redacted != message:
+        record.msg, record.args = redacted, ()
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        # Formatters use exc_text when it is set: the traceback is redacted once, here.
+        record.exc_text = redact_text(
+            "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        )
+
+
 def _redacting(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        # A message whose args do not fit its format must fail where logging reports such
-        # errors (the handler's handleError), not in the caller's log statement.
-        except Exception:  # noqa: BLE001
-            return record
-        redacted = redact_text(message)
-        if redacted != message:
-            # Only a record that needed it is flattened, so the others keep their template
-            # (tools that group log lines by it still can).
-            record.msg, record.args = redacted, ()
-        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
-            # Formatters use exc_text when it is set: the traceback is redacted once, here.
-            record.exc_text = redact_text(
-                "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-            )
+        _redact_record(record)
         return record
 
     make_record.runkernel_redacting = True  # type: ignore[attr-defined]
