@@ -157,6 +157,31 @@ def test_each_new_connection_is_checked_again(server: LocalServer) -> None:
     assert len(server.requests) == 1
 
 
+def test_the_checked_addresses_are_tried_in_order(server: LocalServer) -> None:
+    # 127.0.0.2 is loopback too, but the server listens on 127.0.0.1 only: refused there.
+    two = [ip_address("127.0.0.2"), LOOPBACK]
+    registry = registry_for(f"127.0.0.0/8:{server.port}", resolver=lambda host, port: two)
+    try:
+        result = get(registry, f"http://two.example:{server.port}/", ctx("t", "r"))
+    finally:
+        registry.close()
+
+    assert result.ok, result.error
+    assert len(server.requests) == 1
+
+
+def test_a_name_that_does_not_resolve_fails_the_step() -> None:
+    registry = registry_for("", resolver=lambda host, port: [])
+    try:
+        result = get(registry, "http://nowhere.example/", ctx("t", "r"))
+    finally:
+        registry.close()
+
+    assert result.error == (
+        "http.request: GET http://nowhere.example/ failed: cannot resolve host 'nowhere.example'"
+    )
+
+
 @pytest.mark.parametrize(
     ("target", "words"),
     [
