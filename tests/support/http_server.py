@@ -10,6 +10,7 @@ closes every connection after one answer unless ``keep_alive`` is set.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -126,8 +127,13 @@ class LocalServer:
 
 
 @contextmanager
-def local_server(handler: Handler, *, keep_alive: bool = False) -> Iterator[LocalServer]:
+def local_server(
+    handler: Handler, *, keep_alive: bool = False, tls: ssl.SSLContext | None = None
+) -> Iterator[LocalServer]:
+    """``tls``: a server-side context; connections are then HTTPS."""
     server = _Server(handler, keep_alive)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     # A short poll interval so shutdown() returns at once, not after 0.5 s.
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()

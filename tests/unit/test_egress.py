@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ast
 import logging
+import shutil
+import ssl
+import subprocess
 from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
@@ -19,7 +22,7 @@ from runkernel.adapters.skills.egress_rules import EgressRules, IPAddress
 from runkernel.bootstrap import build_kernel
 from runkernel.config import Settings
 from runkernel.domain.skills import SkillContext, SkillResult
-from runkernel.errors import ConfigurationError
+from runkernel.errors import ConfigurationError, SkillError
 from support.http_server import LocalServer, Reply, local_server
 
 LOOPBACK = ip_address("127.0.0.1")
@@ -346,3 +349,42 @@ def test_the_guarded_client_is_really_in_the_path() -> None:
 
     with pytest.raises(Exception, match="egress_denied: 127.0.0.1 is a loopback address"):
         egress.send("test", "GET", "http://127.0.0.1:9/", timeout=1)
+
+
+def test_https_verifies_the_name_while_connecting_to_the_checked_address(
+    tmp_path: Path,
+) -> None:
+    """The socket goes to 127.0.0.1, yet TLS sends SNI ``service.example`` and checks the
+    certificate against that name, as it would without the guard."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert_pem, key_pem = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=service.example"]
+        + ["-addext", "subjectAltName=DNS:service.example"]
+        + ["-keyout", str(key_pem), "-out", str(cert_pem)],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_pem, key_pem)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda sock, sni, context: names.append(sni)
+    client_tls = ssl.create_default_context(cafile=str(cert_pem))
+
+    with local_server(_ok, tls=server_tls) as server:
+        egress = Egress(
+            EgressRules.parse(server.authority),
+            max_body_bytes=1024,
+            resolver=lambda host, port: [LOOPBACK],
+            ssl_context=client_tls,
+        )
+        reply = egress.send("t", "GET", f"https://service.example:{server.port}/tls", timeout=5)
+        with pytest.raises(SkillError, match="CERTIFICATE_VERIFY_FAILED"):
+            # The same server under its address: the certificate is not for that name.
+            egress.send("t", "GET", f"https://127.0.0.1:{server.port}/tls", timeout=5)
+
+    assert reply.json() == {"host": f"service.example:{server.port}", "path": "/tls"}
+    assert names[0] == "service.example"

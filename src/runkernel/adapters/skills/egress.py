@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,12 +105,12 @@ class GuardedBackend(httpcore.SyncBackend):
 
 
 class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        super().__init__(trust_env=False)
+    def __init__(self, backend: httpcore.NetworkBackend, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
         # httpx takes no network backend, so its pool is replaced by one that has ours; the
         # replaced pool never opened anything.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context,
             max_connections=MAX_REDIRECTS + 1,
             network_backend=backend,
         )
@@ -122,6 +123,10 @@ class Egress:
     rules: EgressRules
     max_body_bytes: int
     resolver: Resolver = field(default=resolve_system)
+    # Loading the CA bundle costs ~15 ms, so the verification settings are built once. The
+    # context carries no per-call state: Python clients resume no TLS session unless given
+    # one, and httpcore gives none.
+    ssl_context: ssl.SSLContext = field(default_factory=httpx.create_ssl_context, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, resolver: Resolver = resolve_system) -> Egress:
@@ -142,7 +147,7 @@ class Egress:
         host = normalize_host(parts.hostname or "")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         entry = AllowEntry(f"{host}:{port}", host=host, port=port)
-        return Egress(EgressRules((*self.rules.allow, entry)), self.max_body_bytes, self.resolver)
+        return replace(self, rules=EgressRules((*self.rules.allow, entry)))
 
     def send(
         self,
@@ -162,7 +167,9 @@ class Egress:
         and the method and redacted URL."""
         where = f"{skill}: {method} {redact_url(url)}"
         client = httpx.Client(
-            transport=_GuardedTransport(GuardedBackend(self.rules, self.resolver)),
+            transport=_GuardedTransport(
+                GuardedBackend(self.rules, self.resolver), self.ssl_context
+            ),
             trust_env=False,
             follow_redirects=follow_redirects,
             max_redirects=MAX_REDIRECTS,
