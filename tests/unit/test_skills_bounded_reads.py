@@ -182,3 +182,20 @@ def test_webhook_and_llm_replies_are_bounded_too(big: LocalServer) -> None:
         f"llm.chat: POST {llm.url('/v1/chat/completions')}: {LIMIT_WORDS}{SETTING}"
     )
     assert peak < 8 * 1024 * 1024
+
+
+def test_a_body_that_does_not_decompress_fails_the_step() -> None:
+    def broken(request: httpx.Request) -> Reply:
+        return Reply(200, {"Content-Encoding": "gzip"}, b"\x1f\x8b not really gzip")
+
+    with local_server(broken) as server:
+        registry = _registry(server)
+        try:
+            result = registry.invoke("http.request", {"method": "GET", "url": server.url()}, CTX)
+        finally:
+            registry.close()
+
+    assert result.error is not None
+    assert result.error.startswith(
+        f"http.request: GET {server.url()}: the response body does not decompress:"
+    )

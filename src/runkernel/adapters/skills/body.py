@@ -45,37 +45,39 @@ def read_limited(response: httpx.Response, limit: int) -> bytes:
 def _decoded(raw: Iterable[bytes], encoding: str, limit: int) -> Iterator[bytes]:
     if encoding in ("identity", ""):
         yield from raw
-    elif encoding in ("gzip", "x-gzip"):
-        yield from _inflate(raw, 16 + zlib.MAX_WBITS, limit)
-    elif encoding == "deflate":
-        yield from _inflate(raw, zlib.MAX_WBITS, limit)
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        yield from _inflate(raw, encoding, limit)
     else:
         raise SkillError(f"the response has content-encoding {encoding!r}; accepted: gzip, deflate")
 
 
-def _inflate(raw: Iterable[bytes], wbits: int, limit: int) -> Iterator[bytes]:
+def _inflate(raw: Iterable[bytes], encoding: str, limit: int) -> Iterator[bytes]:
     """Decompressed pieces, together at most ``limit + 1`` bytes (one over tells the caller
     the body is too large without inflating the rest)."""
-    inflater, produced, first = zlib.decompressobj(wbits), 0, True
+    inflater: zlib._Decompress | None = None
+    produced = 0
     try:
-        for chunk in raw:
-            data = chunk
-            if first and data and wbits == zlib.MAX_WBITS:
-                # "deflate" is zlib-wrapped by the RFC, raw deflate by some servers; as httpx.
-                inflater, first = _deflate_for(data), False
-            while data:
+        for data in raw:
+            if inflater is None and data:
+                inflater = _inflater_for(encoding, data)
+            while data and inflater is not None:
                 piece = inflater.decompress(data, limit + 1 - produced)
                 produced += len(piece)
                 yield piece
                 if produced > limit:
                     return
                 data = inflater.unconsumed_tail
-        yield inflater.flush()
+        if inflater is not None:
+            yield inflater.flush()
     except zlib.error as exc:
         raise SkillError(f"the response body does not decompress: {exc}") from exc
 
 
-def _deflate_for(first_chunk: bytes) -> zlib._Decompress:
+def _inflater_for(encoding: str, first_chunk: bytes) -> zlib._Decompress:
+    if encoding != "deflate":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    # "deflate" is zlib-wrapped by the RFC and raw deflate from some servers; tell them
+    # apart by the first bytes, as httpx does.
     try:
         zlib.decompressobj(zlib.MAX_WBITS).decompress(first_chunk, 1)
     except zlib.error:
