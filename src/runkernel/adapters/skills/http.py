@@ -3,8 +3,9 @@
 Params: ``{"method", "url", "headers"?, "json"?, "timeout_s"?, "ok_status"?: [int],
 "follow_redirects"?: bool, "idempotency_key"?: bool}``.
 Output: ``{"status", "headers", "body"}``; ``body`` is parsed JSON when the response says
-it is JSON, else text (decompressed, so ``headers`` has no ``content-encoding``). A status outside 2xx and not in ``ok_status`` fails the step, but the
-output is still returned so an ``on_error: continue`` plan can read it.
+it is JSON, else text (decompressed, so ``headers`` has no ``content-encoding``). A status
+outside 2xx and not in ``ok_status`` fails the step, but the output is still returned so an
+``on_error: continue`` plan can read it.
 
 - The destination must pass the egress guard (:mod:`.egress`): no loopback, private,
   link-local or metadata address unless ``RUNKERNEL_EGRESS_ALLOW`` opens it; a refusal fails
