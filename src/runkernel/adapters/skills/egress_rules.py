@@ -11,7 +11,7 @@ embeds one (IPv4-mapped, IPv4-compatible, NAT64, 6to4), unless an allow entry co
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
@@ -116,7 +116,12 @@ def forbidden_reason(address: IPAddress) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AllowEntry:
-    """One exception: exactly one of ``network`` and ``host`` is set; ``port`` None = any."""
+    """One exception: exactly one of ``network`` and ``host`` is set; ``port`` None = any.
+
+    A host entry opens that name (case and a trailing dot aside), whatever it resolves to:
+    the operator vouches for the name. An IP or CIDR entry opens those addresses, whatever
+    name or spelling leads there; it is matched on the address family it is written in, so
+    ``127.0.0.1`` does not open ``[::ffff:127.0.0.1]``."""
 
     text: str
     network: IPNetwork | None = None
@@ -235,8 +240,8 @@ class EgressRules:
     allow: tuple[AllowEntry, ...] = ()
 
     @classmethod
-    def parse(cls, text: str, *, extra: Iterable[AllowEntry] = ()) -> EgressRules:
-        return cls((*parse_allow_list(text), *extra))
+    def parse(cls, text: str) -> EgressRules:
+        return cls(parse_allow_list(text))
 
     def host_allowed(self, host: str, port: int) -> bool:
         """True when an allow entry names this host: all its addresses are then allowed."""
