@@ -19,6 +19,7 @@ from runkernel.adapters.db.listener import PostgresListener
 from runkernel.adapters.db.unit_of_work import SqlUnitOfWork
 from runkernel.adapters.skills import SkillRegistry, build_default_registry
 from runkernel.adapters.telemetry.metrics import PrometheusMetrics
+from runkernel.adapters.telemetry.redaction import install_log_redaction
 from runkernel.adapters.trace_sinks import build_trace_sink
 from runkernel.config import DEV_SECRET, Mode, Settings
 from runkernel.errors import ConfigurationError
@@ -100,6 +101,8 @@ def build_kernel(
 ) -> Kernel:
     settings = settings or Settings()
     check_settings(settings)
+    # Before anything can log a URL: whatever configures logging later, records are redacted.
+    install_log_redaction()
     db = open_database(settings.database_url, pool_size=settings.worker_concurrency + 4)
     skills = skills or build_default_registry(settings)
     clock = clock or SystemClock()

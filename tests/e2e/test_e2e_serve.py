@@ -39,13 +39,14 @@ PLAN = {
 
 def test_serve_runs_cli_submissions_and_drains_on_sigterm(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'serve.db'}"
-    env = kernel_env(database_url)
+    receiver = LocalReceiver("unused").start()
+    # The slow endpoint is on loopback: open exactly it in the egress guard.
+    env = {**kernel_env(database_url), "RUNKERNEL_EGRESS_ALLOW": receiver.authority}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = Process(
         "serve", ["serve", "--port", str(port), "--log-level", "warning"], env, tmp_path
     )
-    receiver = LocalReceiver("unused").start()
     try:
         wait_healthy(url, serve)
         tenant = create_tenant("acme", env)

@@ -12,7 +12,7 @@ from runkernel.entrypoints.worker import WorkerPool
 FAILING_PLAN = {
     "steps": [
         ECHO_PLAN["steps"][0],
-        # Nothing listens on port 1: the step fails after the first one was paid for.
+        # Refused by the egress guard (loopback): the step fails after the first was paid for.
         {
             "step_id": "down",
             "skill": "http.request",

@@ -73,7 +73,8 @@ COMPLETION_TOPICS = frozenset(
     }
 )
 
-# A plan whose second step fails (nothing listens on port 1) and aborts the run.
+# A plan whose second step fails and aborts the run: the egress guard refuses loopback
+# (and nothing listens on port 1 were it allowed), so no connection is even tried.
 FAILING_PLAN: dict[str, Any] = {
     "steps": [
         {

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
+from ipaddress import ip_address
 from typing import Any
 
 import httpx
@@ -11,13 +14,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from runkernel.adapters.skills import SkillRegistry, build_default_registry
+from runkernel.adapters.skills import Egress, SkillRegistry, build_default_registry
+from runkernel.adapters.skills.egress_rules import EgressRules
 from runkernel.adapters.skills.pricing import DEFAULT_PRICES, cost_micros, known_models
 from runkernel.config import Settings
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
 from runkernel.errors import PlanValidationError
+from support.http_server import local_server
 
 CTX = SkillContext(run_id="r", tenant_id="t", step_id="s", attempt=1)
+LOOPBACK = ip_address("127.0.0.1")
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -36,13 +42,21 @@ def offline() -> Iterator[SkillRegistry]:
     registry.close()
 
 
-def mock_registry(handler: Handler, **settings: Any) -> SkillRegistry:
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    registry = build_default_registry(
-        Settings(llm_base_url="http://llm.test/v1/", **settings), http_client=client
-    )
-    registry.on_close(client.close)
-    return registry
+@contextmanager
+def provider(handler: Handler, **settings: Any) -> Iterator[tuple[SkillRegistry, str]]:
+    """A registry whose ``llm_base_url`` is ``http://llm.test:<port>/v1/``, a name that only
+    this test's resolver knows (it gives 127.0.0.1, where ``handler`` answers). The egress
+    guard lets llm.chat reach it without an allow entry: the operator configured that URL."""
+    with local_server(handler) as server:
+        base = f"http://llm.test:{server.port}/v1/"
+        egress = Egress(
+            EgressRules(), max_body_bytes=1 << 20, resolver=lambda host, port: [LOOPBACK]
+        )
+        registry = build_default_registry(Settings(llm_base_url=base, **settings), egress=egress)
+        try:
+            yield registry, base
+        finally:
+            registry.close()
 
 
 # --- echo-1 ----------------------------------------------------------------------------
@@ -194,15 +208,12 @@ def test_openai_compatible_success() -> None:
             },
         )
 
-    registry = mock_registry(handler, llm_api_key=SecretStr("sk-test"))
     params = {
         **chat("gpt-4o-mini", ("user", "Capital of France?"), max_tokens=20),
         "temperature": 0.0,
     }
-    try:
+    with provider(handler, llm_api_key=SecretStr("sk-test")) as (registry, base):
         result = registry.invoke("llm.chat", params, CTX)
-    finally:
-        registry.close()
 
     assert result == SkillResult(
         output={
@@ -215,7 +226,7 @@ def test_openai_compatible_success() -> None:
     )
     [request] = seen
     assert request.method == "POST"
-    assert str(request.url) == "http://llm.test/v1/chat/completions"
+    assert str(request.url) == base + "chat/completions"  # Host: the configured name
     assert request.headers["authorization"] == "Bearer sk-test"
     assert json.loads(request.content) == params
 
@@ -233,11 +244,8 @@ def test_openai_compatible_without_key_sends_no_authorization() -> None:
             },
         )
 
-    registry = mock_registry(handler)
-    try:
+    with provider(handler) as (registry, _):
         result = registry.invoke("llm.chat", chat("gpt-4o", ("user", "hi")), CTX)
-    finally:
-        registry.close()
 
     assert result.ok
     assert result.output["content"] == ""
@@ -248,11 +256,8 @@ def test_openai_compatible_server_error_fails_the_step() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500, text="upstream overloaded" + "x" * 1000)
 
-    registry = mock_registry(handler)
-    try:
+    with provider(handler) as (registry, _):
         result = registry.invoke("llm.chat", chat("gpt-4o", ("user", "hi")), CTX)
-    finally:
-        registry.close()
 
     assert result.output is None
     assert result.cost_micros == 0
@@ -284,27 +289,25 @@ def test_openai_compatible_server_error_fails_the_step() -> None:
     ],
 )
 def test_openai_compatible_malformed_reply_fails_the_step(reply: httpx.Response) -> None:
-    registry = mock_registry(lambda request: reply)
-    try:
+    with provider(lambda request: reply) as (registry, _):
         result = registry.invoke("llm.chat", chat("gpt-4o", ("user", "hi")), CTX)
-    finally:
-        registry.close()
 
     assert result.error is not None
     assert result.error.startswith("llm.chat: malformed provider reply")
 
 
 def test_openai_compatible_connection_error_fails_the_step() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    registry = mock_registry(handler)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Closed: nothing listens. The base URL's host needs no allow entry.
+    registry = build_default_registry(Settings(llm_base_url=f"http://127.0.0.1:{port}/v1"))
     try:
         result = registry.invoke("llm.chat", chat("gpt-4o", ("user", "hi")), CTX)
     finally:
         registry.close()
 
     assert result.error == (
-        "llm.chat: request to http://llm.test/v1/chat/completions failed: "
-        "ConnectError: connection refused"
+        f"llm.chat: POST http://127.0.0.1:{port}/v1/chat/completions failed: "
+        f"could not connect to 127.0.0.1:{port}"
     )

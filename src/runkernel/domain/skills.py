@@ -51,3 +51,10 @@ class SkillContext:
     step_id: str
     attempt: int
     try_number: int = 1
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<run_id>/<step_id>``: the same on every try of the step and every attempt of the
+        run. A step's side effect is at-least-once (after a crash the call in flight is made
+        again), so a skill passes this on for the receiver to drop the repeat."""
+        return f"{self.run_id}/{self.step_id}"

@@ -1,38 +1,34 @@
 """Skills: the registry and the built-ins ``llm.chat``, ``http.request``, ``json.transform``
-and ``webhook.send``."""
+and ``webhook.send``.
+
+A skill that makes HTTP calls gets them from an :class:`Egress` (guarded, bounded, no state
+shared between calls); nothing else in this package builds an HTTP client.
+"""
 
 from __future__ import annotations
 
-import httpx
-
 from runkernel.adapters.skills import transform
+from runkernel.adapters.skills.egress import Egress
 from runkernel.adapters.skills.http import HttpRequestSkill
 from runkernel.adapters.skills.llm import ChatSkill
 from runkernel.adapters.skills.registry import SkillRegistry
 from runkernel.adapters.skills.webhook import WebhookSkill, verify_signature
 from runkernel.config import Settings
 
-__all__ = ["SkillRegistry", "build_default_registry", "verify_signature"]
+__all__ = ["Egress", "SkillRegistry", "build_default_registry", "verify_signature"]
 
 
-def build_default_registry(
-    settings: Settings, *, http_client: httpx.Client | None = None
-) -> SkillRegistry:
-    """A registry with the four built-ins, sharing one HTTP client (one connection pool).
-
-    A client passed in stays the caller's to close; one made here is closed by
-    ``registry.close()``.
-    """
-    client = http_client
+def build_default_registry(settings: Settings, *, egress: Egress | None = None) -> SkillRegistry:
+    """A registry with the four built-ins. Their HTTP calls pass ``egress``, by default the
+    guard built from ``settings`` (``RUNKERNEL_EGRESS_ALLOW`` is parsed here, at startup, and
+    a bad entry raises ``ConfigurationError``)."""
+    egress = egress or Egress.from_settings(settings)
     registry = SkillRegistry()
-    if client is None:
-        client = httpx.Client()
-        registry.on_close(client.close)
-    chat = ChatSkill(settings, client)
+    chat = ChatSkill(settings, egress)
     registry.register(
         "llm.chat", chat, validate=chat.validate, description="one LLM chat completion"
     )
-    http = HttpRequestSkill(client)
+    http = HttpRequestSkill(egress)
     registry.register("http.request", http, validate=http.validate, description="one HTTP call")
     registry.register(
         "json.transform",
@@ -40,7 +36,7 @@ def build_default_registry(
         validate=transform.validate,
         description="a JMESPath expression applied to data",
     )
-    webhook = WebhookSkill(client, settings.webhook_secret)
+    webhook = WebhookSkill(egress, settings.webhook_secret)
     registry.register(
         "webhook.send", webhook, validate=webhook.validate, description="POST a signed JSON body"
     )

@@ -1,9 +1,21 @@
-"""``http.request``: one HTTP call.
+"""``http.request``: one HTTP call, through the egress guard.
 
-Params: ``{"method", "url", "headers"?, "json"?, "timeout_s"?, "ok_status"?: [int]}``.
+Params: ``{"method", "url", "headers"?, "json"?, "timeout_s"?, "ok_status"?: [int],
+"follow_redirects"?: bool, "idempotency_key"?: bool}``.
 Output: ``{"status", "headers", "body"}``; ``body`` is parsed JSON when the response says
-it is JSON, else text. A status outside 2xx and not in ``ok_status`` fails the step, but the
-output is still returned so an ``on_error: continue`` plan can read it.
+it is JSON, else text (decompressed, so ``headers`` has no ``content-encoding``). A status
+outside 2xx and not in ``ok_status`` fails the step, but the output is still returned so an
+``on_error: continue`` plan can read it.
+
+- The destination must pass the egress guard (:mod:`.egress`): no loopback, private,
+  link-local or metadata address unless ``RUNKERNEL_EGRESS_ALLOW`` opens it; a refusal fails
+  the step with ``egress_denied``. Every call starts without cookies.
+- ``follow_redirects`` (default false: a 3xx is the answer) follows up to 5 hops, each
+  passing the guard.
+- The body is read up to ``RUNKERNEL_MAX_STEP_OUTPUT_BYTES``; a larger one fails the step.
+- ``idempotency_key: true`` sends ``Idempotency-Key: <run_id>/<step_id>``. It is the same on
+  every retry and after a crash, when the call in flight is made again (step side effects
+  are at-least-once), so a receiver that honours the header can drop the repeat.
 """
 
 from __future__ import annotations
@@ -21,22 +33,25 @@ from runkernel.adapters.skills._checks import (
     fail,
     skip,
 )
+from runkernel.adapters.skills.egress import Egress
+from runkernel.adapters.telemetry.redaction import redact_url
 from runkernel.domain.skills import SkillContext, SkillResult
-from runkernel.errors import SkillError
 
 NAME = "http.request"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 300.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_OPTIONAL = ("headers", "json", "timeout_s", "ok_status", "follow_redirects", "idempotency_key")
 
 
 class HttpRequestSkill:
-    def __init__(self, client: httpx.Client) -> None:
-        self._client = client
+    def __init__(self, egress: Egress) -> None:
+        self._egress = egress
 
     @staticmethod
     def validate(params: Mapping[str, Any], *, templates: bool = True) -> None:
-        check_keys(params, ("method", "url"), ("headers", "json", "timeout_s", "ok_status"))
+        check_keys(params, ("method", "url"), _OPTIONAL)
         method = params["method"]
         if not skip(method, templates) and (
             not isinstance(method, str) or method.upper() not in METHODS
@@ -54,20 +69,27 @@ class HttpRequestSkill:
                 check_number(
                     "ok_status[]", code, low=100, high=599, integer=True, templates=templates
                 )
+        for flag in ("follow_redirects", "idempotency_key"):
+            value = params.get(flag, False)
+            if not skip(value, templates) and not isinstance(value, bool):
+                fail(f"{flag} must be true or false, got {value!r}")
 
     def __call__(self, params: dict[str, Any], context: SkillContext) -> SkillResult:
         check_at_call(NAME, self.validate, params)
         method, url = params["method"].upper(), params["url"]
-        try:
-            response = self._client.request(
-                method,
-                url,
-                headers=params.get("headers"),
-                json=params.get("json"),
-                timeout=params.get("timeout_s", DEFAULT_TIMEOUT_S),
-            )
-        except httpx.HTTPError as exc:
-            raise SkillError(f"{NAME}: {method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        headers = dict(params.get("headers") or {})
+        if params.get("idempotency_key"):
+            headers = {k: v for k, v in headers.items() if k.lower() != "idempotency-key"}
+            headers[IDEMPOTENCY_HEADER] = context.idempotency_key
+        response = self._egress.send(
+            NAME,
+            method,
+            url,
+            headers=headers,
+            json=params.get("json"),
+            timeout=params.get("timeout_s", DEFAULT_TIMEOUT_S),
+            follow_redirects=params.get("follow_redirects", False),
+        )
         output = {
             "status": response.status_code,
             "headers": dict(response.headers.items()),
@@ -76,7 +98,8 @@ class HttpRequestSkill:
         if response.is_success or response.status_code in (params.get("ok_status") or ()):
             return SkillResult(output=output)
         return SkillResult(
-            output=output, error=f"{NAME}: {method} {url} answered HTTP {response.status_code}"
+            output=output,
+            error=f"{NAME}: {method} {redact_url(url)} answered HTTP {response.status_code}",
         )
 
 

@@ -7,10 +7,17 @@ Output: ``{"content", "usage": {"input_tokens", "output_tokens"}, "cost_usd"}``;
 
 ``echo-1`` is deterministic: it answers the content of the last user message, cut to
 ``max_tokens`` words, and counts one token per whitespace-separated word.
+
+Provider calls go through the egress guard like every HTTP skill, with one exception: the
+host and port of ``llm_base_url`` are allowed whatever their address (a model served on
+127.0.0.1 or in the private network is common). That URL is the operator's setting, never a
+plan's, and redirects are not followed, so a plan cannot steer the call elsewhere. The reply
+is read up to ``RUNKERNEL_MAX_STEP_OUTPUT_BYTES``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,11 +30,15 @@ from runkernel.adapters.skills._checks import (
     fail,
     skip,
 )
+from runkernel.adapters.skills.egress import Egress
 from runkernel.adapters.skills.pricing import DEFAULT_PRICES, ModelPrice, cost_micros, price_of
+from runkernel.adapters.telemetry.redaction import redact_url
 from runkernel.config import Settings
 from runkernel.domain.money import micros_to_usd
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
 from runkernel.errors import SkillError
+
+log = logging.getLogger(__name__)
 
 NAME = "llm.chat"
 ECHO_MODEL = "echo-1"
@@ -42,12 +53,18 @@ class ChatSkill:
     def __init__(
         self,
         settings: Settings,
-        client: httpx.Client,
+        egress: Egress,
         *,
         prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
     ) -> None:
         self._settings = settings
-        self._client = client
+        self._url = settings.llm_base_url.rstrip("/") + "/chat/completions"
+        self._egress = egress.allowing(self._url)
+        if settings.llm_base_url != Settings.model_fields["llm_base_url"].default:
+            log.warning(
+                "egress guard: llm.chat may reach %s whatever its address (RUNKERNEL_LLM_BASE_URL)",
+                redact_url(settings.llm_base_url),
+            )
         self._prices = prices
 
     def validate(self, params: Mapping[str, Any], *, templates: bool = True) -> None:
@@ -88,7 +105,6 @@ class ChatSkill:
         return SkillResult(output=output, usage=usage, cost_micros=cost)
 
     def _complete(self, params: Mapping[str, Any]) -> tuple[str, Usage]:
-        url = self._settings.llm_base_url.rstrip("/") + "/chat/completions"
         headers = {}
         if self._settings.llm_api_key is not None:
             headers["Authorization"] = f"Bearer {self._settings.llm_api_key.get_secret_value()}"
@@ -97,14 +113,14 @@ class ChatSkill:
             for key in ("model", "messages", "max_tokens", "temperature")
             if key in params
         }
-        try:
-            response = self._client.post(
-                url, json=body, headers=headers, timeout=self._settings.llm_timeout_s
-            )
-        except httpx.HTTPError as exc:
-            raise SkillError(
-                f"{NAME}: request to {url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        response = self._egress.send(
+            NAME,
+            "POST",
+            self._url,
+            json=body,
+            headers=headers,
+            timeout=self._settings.llm_timeout_s,
+        )
         if not response.is_success:
             preview = response.text[:_BODY_PREVIEW]
             raise SkillError(f"{NAME}: provider answered HTTP {response.status_code}: {preview}")

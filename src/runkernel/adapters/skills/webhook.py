@@ -1,4 +1,4 @@
-"""``webhook.send``: POST a signed JSON payload.
+"""``webhook.send``: POST a signed JSON payload, through the egress guard.
 
 Params: ``{"url", "payload", "headers"?, "timeout_s"?}``; output ``{"status", "body"}``.
 The body is the payload as compact JSON with sorted keys. Headers added:
@@ -7,10 +7,13 @@ The body is the payload as compact JSON with sorted keys. Headers added:
   ``settings.webhook_secret``; receivers check it with :func:`verify_signature`.
 - ``X-Runkernel-Timestamp``: Unix seconds when the request was signed. It is *not* part
   of the signed bytes.
-- ``X-Runkernel-Idempotency-Key: <run_id>:<step_id>``: the same on every retry of the step,
-  so a receiver can drop the duplicates that at-least-once delivery brings.
+- ``X-Runkernel-Idempotency-Key: <run_id>/<step_id>`` (the step's ``idempotency_key``):
+  the same on every retry of the step and after a crash, when the call in flight is made
+  again, so a receiver can drop the duplicates that at-least-once delivery brings.
 
-These win over caller headers of the same name. A non-2xx answer fails the step.
+These win over caller headers of the same name. A non-2xx answer fails the step. The URL
+must pass the egress guard (see :mod:`.http`), redirects are not followed, and the answer
+is read up to ``RUNKERNEL_MAX_STEP_OUTPUT_BYTES``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from runkernel.adapters.skills._checks import check_at_call, check_keys
+from runkernel.adapters.skills.egress import Egress
 from runkernel.adapters.skills.http import (
     DEFAULT_TIMEOUT_S,
     check_headers,
@@ -33,6 +36,7 @@ from runkernel.adapters.skills.http import (
     check_url,
     decode_body,
 )
+from runkernel.adapters.telemetry.redaction import redact_url
 from runkernel.domain.skills import SkillContext, SkillResult
 from runkernel.errors import SkillError
 
@@ -71,8 +75,8 @@ def encode_payload(payload: Any) -> bytes:
 
 
 class WebhookSkill:
-    def __init__(self, client: httpx.Client, secret: SecretStr) -> None:
-        self._client = client
+    def __init__(self, egress: Egress, secret: SecretStr) -> None:
+        self._egress = egress
         self._secret = secret
 
     @staticmethod
@@ -101,20 +105,20 @@ class WebhookSkill:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, body),
             TIMESTAMP_HEADER: str(int(time.time())),
-            IDEMPOTENCY_HEADER: f"{context.run_id}:{context.step_id}",
+            IDEMPOTENCY_HEADER: context.idempotency_key,
         }
-        try:
-            response = self._client.post(
-                url,
-                content=body,
-                headers=headers,
-                timeout=params.get("timeout_s", DEFAULT_TIMEOUT_S),
-            )
-        except httpx.HTTPError as exc:
-            raise SkillError(f"{NAME}: POST {url} failed: {type(exc).__name__}: {exc}") from exc
+        response = self._egress.send(
+            NAME,
+            "POST",
+            url,
+            content=body,
+            headers=headers,
+            timeout=params.get("timeout_s", DEFAULT_TIMEOUT_S),
+        )
         output = {"status": response.status_code, "body": decode_body(response)}
         if response.is_success:
             return SkillResult(output=output)
         return SkillResult(
-            output=output, error=f"{NAME}: POST {url} answered HTTP {response.status_code}"
+            output=output,
+            error=f"{NAME}: POST {redact_url(url)} answered HTTP {response.status_code}",
         )

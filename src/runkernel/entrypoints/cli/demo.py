@@ -77,16 +77,20 @@ def demo_command(
 
 def _run_demo(console: Console, database_url: str, *, concurrency: int, timeout_s: float) -> bool:
     secret = secrets.token_hex(16)
+    receiver = LocalReceiver(secret).start()
     settings = opt.build_settings(
         database_url=database_url,
         worker_concurrency=concurrency,
         webhook_secret=secret,
         retry_backoff_s=0.1,  # the abort scenario retries once; keep the wait short
+        # The stand-in for the outside world is on loopback, which the egress guard refuses;
+        # open exactly its address and port, nothing else.
+        egress_allow=receiver.authority,
     )
-    kernel = build_kernel(settings)
-    receiver = LocalReceiver(secret).start()
     server: BackgroundServer | None = None
+    kernel = None
     try:
+        kernel = build_kernel(settings)
         kernel.migrate()
         pool = WorkerPool(kernel)
         server = BackgroundServer(kernel, pool=pool).start()
@@ -116,7 +120,8 @@ def _run_demo(console: Console, database_url: str, *, concurrency: int, timeout_
         if server is not None:
             server.stop(drain_timeout_s=2.0)
         receiver.stop()
-        kernel.close()
+        if kernel is not None:
+            kernel.close()
     return _summarize(console, tracked, receiver, finished)
 
 

@@ -86,7 +86,8 @@ class LocalReceiver:
     def __init__(self, secret: str) -> None:
         self._server = _Server(secret)
         host, port = self._server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
+        self.authority = f"{host!s}:{port}"  # what RUNKERNEL_EGRESS_ALLOW must open
+        self.url = f"http://{self.authority}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="rk-demo-receiver", daemon=True
         )
