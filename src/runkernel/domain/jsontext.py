@@ -4,8 +4,9 @@ float keeps being a float on every database.
 PostgreSQL's JSONB keeps numbers as ``numeric`` and prints them without an exponent, so
 ``1e+16`` (Python's repr of that float) comes back as the integer ``10000000000000000``.
 Written as ``10000000000000000.0`` it keeps its fraction digit and reads back as the same
-float. Integers of any size (up to Python's 4300-digit conversion limit) and every other
-value are written exactly as ``json.dumps`` writes them.
+float. ``numeric`` has no negative zero either, so ``-0.0`` is written ``0.0`` on both
+databases alike. Integers of any size (up to Python's 4300-digit conversion limit) and
+every other value are written exactly as ``json.dumps`` writes them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def float_text(value: float) -> str:
     """The JSON text of a float; non-finite floats as ``json.dumps`` writes them."""
     if not math.isfinite(value):
         return json.dumps(value)
+    if value == 0:
+        return "0.0"
     text = float.__repr__(value)
     if "e+" not in text:
         return text
@@ -29,7 +32,7 @@ def float_text(value: float) -> str:
 def dumps(value: Any) -> str:
     """``json.dumps(value)`` with floats written by :func:`float_text`."""
     text = json.dumps(value)
-    if "e+" not in text:  # no float with a positive exponent (the common case): done
+    if "e+" not in text and "-0.0" not in text:  # the common case: nothing to rewrite
         return text
     parts: list[str] = []
     _encode(value, parts)

@@ -5,6 +5,7 @@ write transaction so a claim can never upgrade a read lock and deadlock. Writers
 one process also take a process-wide lock first: SQLite serializes writers anyway, and
 queuing them on a Python lock avoids its busy handler's millisecond sleeps.
 PostgreSQL: psycopg 3 with a pool sized to the worker concurrency.
+Both: JSON is written and read by :mod:`codec`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from runkernel.adapters.db import codec
 from runkernel.errors import ConfigurationError
 
 READ_ONLY = "runkernel_read_only"
@@ -54,7 +56,13 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     if backend == "sqlite":
         return Database(_sqlite_engine(url), is_sqlite=True)
     if backend == "postgresql":
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            json_serializer=codec.dumps,
+            json_deserializer=codec.loads,
+        )
         return Database(engine, is_sqlite=False)
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
@@ -65,6 +73,8 @@ def _sqlite_engine(url: str) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=20,
         max_overflow=20,
+        json_serializer=codec.dumps,
+        json_deserializer=codec.loads,
     )
 
     @event.listens_for(engine, "connect")
