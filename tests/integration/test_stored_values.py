@@ -182,3 +182,22 @@ def test_the_run_detail_reads_whatever_json_an_old_row_holds(
     for value in (run["output"], run["metadata"], run["steps"][0]["output"]):
         assert reason in value["omitted"], value
     assert run["status"] == "succeeded"
+
+
+def test_a_queued_run_whose_stored_plan_cannot_be_read_fails_cleanly(
+    kernel: Kernel, client: TestClient, tenant: TenantContext
+) -> None:
+    plan = {"steps": [{"step_id": "s", "skill": "test.echo", "params": {"value": 1}}]}
+    run_id = submit(client, tenant, {"plan": plan})
+    cast = "CAST(:v AS jsonb)" if not kernel.db.is_sqlite else ":v"
+    with kernel.db.engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE runs SET plan = {cast} WHERE id = :id"),
+            {"v": _deep_text(300), "id": run_id},
+        )
+
+    assert drive(kernel, run_id) == "failed"
+
+    run = get(client, tenant, run_id)
+    assert run["error"]["code"] == "unreadable_plan"
+    assert "the stored plan cannot be read back" in run["error"]["message"]

@@ -105,7 +105,12 @@ class RunExecutor:
 
     def _execute(self, run: Run, execution: Execution) -> str:
         claim = execution.claim
-        plan = plan_from_dict(run.plan)
+        try:
+            plan = plan_from_dict(run.plan)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A row from before the storage limits may read back as an omitted marker.
+            message = f"the stored plan cannot be read back: {type(exc).__name__}: {exc}"
+            return self._fail(run, claim, RunStatus.FAILED, "unreadable_plan", message)
         records = self._prior_steps(run)
         run = replace(run, steps=tuple(records))
         if run.attempt > self._max_attempts:
