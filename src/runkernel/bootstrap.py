@@ -22,10 +22,11 @@ from runkernel.adapters.telemetry.metrics import PrometheusMetrics
 from runkernel.adapters.telemetry.redaction import install_log_redaction
 from runkernel.adapters.trace_sinks import build_trace_sink
 from runkernel.config import DEV_SECRET, Mode, Settings
+from runkernel.domain.storable import SizeLimit
 from runkernel.errors import ConfigurationError
 from runkernel.services.ack_forwarder import AckForwarder
 from runkernel.services.completion import RunCompletionTransaction
-from runkernel.services.executor import RetryPolicy, RunExecutor
+from runkernel.services.executor import RetryPolicy, RunExecutor, StepLimits
 from runkernel.services.governance import GovernanceRegistry, default_facade
 from runkernel.services.ports import AuditStore, Clock, SystemClock, TraceSink
 from runkernel.services.reconciler import AuditReconciler
@@ -140,6 +141,10 @@ def build_kernel(
         clock,
         max_attempts=settings.max_attempts,
         retry=RetryPolicy(settings.retry_backoff_s, settings.retry_backoff_max_s),
+        limits=StepLimits(
+            input=SizeLimit(settings.max_step_input_bytes, "RUNKERNEL_MAX_STEP_INPUT_BYTES"),
+            output=SizeLimit(settings.max_step_output_bytes, "RUNKERNEL_MAX_STEP_OUTPUT_BYTES"),
+        ),
         completion=completion,
         completion_retries=settings.completion_retries,
     )

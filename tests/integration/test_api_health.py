@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,18 @@ def test_healthz_and_readyz_answer_without_a_key(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_readyz_logs_nothing_per_call(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Probes come every few seconds; alembic's "Context impl …" / "Will assume …" lines
+    per call used to flood the server log."""
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        assert client.get("/readyz").status_code == 200
+    server_lines = [
+        r.getMessage() for r in caplog.records if r.name.startswith(("alembic", "runkernel"))
+    ]
+    assert server_lines == []
 
 
 def test_readyz_is_503_before_migrations(tmp_path: Path) -> None:

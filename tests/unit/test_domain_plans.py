@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from runkernel.domain.plans import (
     OnError,
     Plan,
+    RenderTooLarge,
     Step,
     TemplateError,
     parse_plan,
@@ -233,3 +234,38 @@ def test_whole_template_returns_the_output_itself(value: Any) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=20))
 def test_text_without_templates_renders_unchanged(text: str) -> None:
     assert render(text, {}) == text
+
+
+def test_templates_in_text_stop_rendering_past_the_limit() -> None:
+    """Copies of an output inside text are real copies: the limit stops them while they
+    are made, before an input of many times the output's size exists."""
+    outputs = {"big": "x" * 1000}
+    params = {"a": "{{steps.big.output}}|" * 3}
+    assert render(params, outputs, max_chars=3000) == {"a": ("x" * 1000 + "|") * 3}
+    with pytest.raises(RenderTooLarge, match="more than 2999 characters"):
+        render(params, outputs, max_chars=2999)
+    many = {"a": ["{{steps.big.output}}!"] * 1_000_000}
+    with pytest.raises(RenderTooLarge):
+        render(many, outputs, max_chars=100_000)
+
+
+def test_whole_templates_share_the_output_instead_of_copying_it() -> None:
+    outputs = {"big": {"body": "x" * 1000}}
+    rendered = render(
+        {"a": "{{steps.big.output}}", "b": ["{{steps.big.output}}"]}, outputs, max_chars=10
+    )
+    assert rendered["a"] is outputs["big"] and rendered["b"][0] is outputs["big"]
+
+
+@pytest.mark.parametrize("value", [b"raw", {1, 2}, 10**5000], ids=["bytes", "set", "huge-int"])
+def test_an_output_that_cannot_be_written_as_text_is_a_template_error(value: Any) -> None:
+    with pytest.raises(TemplateError, match="cannot be written as text"):
+        render("v={{steps.s.output}}", {"s": value})
+
+
+def test_a_deeply_nested_output_in_text_is_a_template_error_not_a_recursion_crash() -> None:
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TemplateError, match="cannot be written as text"):
+        render("v={{steps.s.output}}", {"s": deep})

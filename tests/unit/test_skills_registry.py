@@ -172,3 +172,82 @@ def test_builtin_validators_skip_templates(skill: str, params: dict[str, Any]) -
         registry.validate(skill, params)  # raises if a template was checked as a value
     finally:
         registry.close()
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        ValueError("Invalid IPv6 URL"),
+        RecursionError("maximum recursion depth exceeded"),
+        TypeError("unhashable type: 'list'"),
+        UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+        KeyError("url"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_any_exception_from_a_validator_is_a_plan_error_naming_the_skill(
+    raised: Exception,
+) -> None:
+    registry = SkillRegistry()
+
+    def validate(params: Mapping[str, Any]) -> None:
+        raise raised
+
+    registry.register("x.y", lambda p, c: None, validate=validate)
+    with pytest.raises(PlanValidationError) as info:
+        registry.validate("x.y", {})
+    assert info.value.message == f"x.y: params cannot be checked: {type(raised).__name__}: {raised}"
+    assert info.value.__cause__ is raised
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"method": "GET", "url": "http://[::1"}, "ValueError: Invalid IPv6 URL"),
+        ({"method": "GET", "url": "http://[zz]/x"}, "ValueError"),
+    ],
+)
+def test_a_url_that_urlsplit_refuses_is_a_plan_error(params: dict[str, Any], fragment: str) -> None:
+    registry = build_default_registry(Settings())
+    try:
+        with pytest.raises(PlanValidationError, match=r"^http\.request: .*" + fragment):
+            registry.validate("http.request", params)
+    finally:
+        registry.close()
+
+
+def test_a_deeply_nested_expression_is_a_plan_error_not_a_recursion_crash() -> None:
+    registry = build_default_registry(Settings())
+    try:
+        expression = "[" * 5000 + "a" + "]" * 5000
+        with pytest.raises(PlanValidationError, match=r"^json\.transform: .*RecursionError"):
+            registry.validate("json.transform", {"data": {}, "expression": expression})
+    finally:
+        registry.close()
+
+
+COUNT = "; it must be an integer from 0 to 9007199254740992"
+
+
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        (SkillResult(output=1, usage="lots"), "usage that is not a Usage: 'lots'"),  # type: ignore[arg-type]
+        (SkillResult(usage=Usage(-1, 0)), "usage.input_tokens -1" + COUNT),
+        (SkillResult(usage=Usage(0, 2**60)), f"usage.output_tokens {2**60}" + COUNT),
+        (SkillResult(cost_micros=-5), "cost_micros -5" + COUNT),
+        (SkillResult(cost_micros=1.5), "cost_micros 1.5" + COUNT),  # type: ignore[arg-type]
+        (SkillResult(cost_micros=True), "cost_micros True" + COUNT),
+        (SkillResult(cost_micros=2**63), f"cost_micros {2**63}" + COUNT),
+        (SkillResult(error=b"no"), "an error that is not text: b'no'"),  # type: ignore[arg-type]
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_result_that_cannot_be_accounted_for_is_a_failed_step(
+    result: SkillResult, problem: str
+) -> None:
+    """Usage and cost are summed into the run and its agent's spend: a negative, fractional
+    or 64-bit-overflowing count would corrupt the budget or fail the write."""
+    registry = SkillRegistry()
+    registry.register("odd", lambda p, c: result)
+    assert registry.invoke("odd", {}, CTX) == SkillResult(error=f"odd returned {problem}")

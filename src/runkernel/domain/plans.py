@@ -180,6 +180,10 @@ class TemplateError(Exception):
     """A template that cannot be resolved at run time (a failed step's error)."""
 
 
+class RenderTooLarge(TemplateError):
+    """Templates inside text would render more characters than the step may take."""
+
+
 def resolve(ref: TemplateRef, outputs: Mapping[str, Any]) -> Any:
     if ref.step_id not in outputs:
         raise TemplateError(f"{{{{{ref.text}}}}}: step {ref.step_id!r} has no output")
@@ -198,19 +202,42 @@ def resolve(ref: TemplateRef, outputs: Mapping[str, Any]) -> Any:
     return value
 
 
-def render(value: Any, outputs: Mapping[str, Any]) -> Any:
-    """Substitute templates in ``value`` with earlier step outputs."""
-    if isinstance(value, str):
-        whole = WHOLE_TEMPLATE.match(value)
-        if whole:
-            return resolve(parse_template(whole.group(1)), outputs)
-        return TEMPLATE.sub(lambda m: _as_text(resolve(parse_template(m.group(1)), outputs)), value)
-    if isinstance(value, Mapping):
-        return {k: render(v, outputs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, outputs) for v in value]
-    return value
+def render(value: Any, outputs: Mapping[str, Any], *, max_chars: int | None = None) -> Any:
+    """Substitute templates in ``value`` with earlier step outputs.
+
+    A whole-string template shares the referenced value, but one inside text copies it;
+    with ``max_chars`` those copies stop (``RenderTooLarge``) once they add up to more,
+    so a plan repeating a large output cannot build a huge input before it is measured.
+    """
+    copied = 0
+
+    def as_text(match: re.Match[str]) -> str:
+        nonlocal copied
+        text = _as_text(resolve(parse_template(match.group(1)), outputs))
+        copied += len(text)
+        if max_chars is not None and copied > max_chars:
+            raise RenderTooLarge(f"templates in text render more than {max_chars} characters")
+        return text
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            whole = WHOLE_TEMPLATE.match(item)
+            if whole:
+                return resolve(parse_template(whole.group(1)), outputs)
+            return TEMPLATE.sub(as_text, item)
+        if isinstance(item, Mapping):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
 
 
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:  # not JSON, or nested too deep
+        raise TemplateError(f"an output cannot be written as text: {exc}") from exc

@@ -3,24 +3,43 @@
 Every write goes through the claim's fencing token; the moment another worker holds the
 run, ``LeaseLostError`` stops this one and nothing more is written. A reclaimed run
 resumes after its last recorded step, so a completed step never runs twice.
+
+Nothing a step does can crash its attempt: a template that does not resolve, a skill that
+raises or returns something odd, an input or output that is too large or cannot be
+stored — each is a failed step with its reason, and what is stored in place of a value
+that could not be is a small marker (``storable.bounded``). A failed step keeps its output
+(an HTTP error's status and body), which later templates may read.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runkernel.domain.plans import OnError, Plan, Step, TemplateError, plan_from_dict, render
+from runkernel.domain.plans import (
+    OnError,
+    Plan,
+    RenderTooLarge,
+    Step,
+    TemplateError,
+    plan_from_dict,
+    render,
+)
 from runkernel.domain.records import Claim, Run, RunBudget, StepRecord
 from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
-from runkernel.errors import LeaseLostError, TransactionFailed
+from runkernel.domain.storable import SizeLimit, bounded, omitted, printable, too_large
+from runkernel.errors import LeaseLostError, StorageUnavailableError, TransactionFailed
 from runkernel.services.completion import Finish, RunCompletionTransaction
 from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
+
+# An error message quotes what a skill saw (a URL, a body); this much of it is kept.
+MAX_ERROR_CHARS = 4000
 
 
 class Execution:
@@ -41,6 +60,14 @@ class RetryPolicy:
         return float(min(self.backoff_s * 2 ** (try_number - 1), self.backoff_max_s))
 
 
+@dataclass(frozen=True, slots=True)
+class StepLimits:
+    """How large a step's rendered input and its output may be once stored."""
+
+    input: SizeLimit
+    output: SizeLimit
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -50,6 +77,7 @@ class RunExecutor:
         *,
         max_attempts: int,
         retry: RetryPolicy,
+        limits: StepLimits,
         completion: RunCompletionTransaction,
         completion_retries: int = 3,
     ) -> None:
@@ -58,6 +86,7 @@ class RunExecutor:
         self._clock = clock
         self._max_attempts = max_attempts
         self._retry = retry
+        self._limits = limits
         self._completion = completion
         self._completion_retries = completion_retries
 
@@ -68,10 +97,20 @@ class RunExecutor:
         except LeaseLostError as exc:
             log.warning("%s; stopping without further writes", exc)
             return "lease_lost"
+        except StorageUnavailableError as exc:
+            # Nothing can be written, not even a failure: the lease expires and whoever
+            # claims the run next resumes it after its last recorded step.
+            log.warning("run %s: %s; left to lease expiry", run.id, exc)
+            return "storage_unavailable"
 
     def _execute(self, run: Run, execution: Execution) -> str:
         claim = execution.claim
-        plan = plan_from_dict(run.plan)
+        try:
+            plan = plan_from_dict(run.plan)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A row from before the storage limits may read back as an omitted marker.
+            message = f"the stored plan cannot be read back: {type(exc).__name__}: {exc}"
+            return self._fail(run, claim, RunStatus.FAILED, "unreadable_plan", message)
         records = self._prior_steps(run)
         run = replace(run, steps=tuple(records))
         if run.attempt > self._max_attempts:
@@ -84,7 +123,7 @@ class RunExecutor:
             )
         if run.attempt > 1:  # a first claim opened its trace in the claiming transaction
             self._completion.start(run)
-        outputs = {r.step_id: r.output for r in records if r.status == "succeeded"}
+        outputs = dict(_readable(records))
         aborted = next(
             (r for r in records if r.status == "failed" and _aborts(plan, r.step_index)), None
         )
@@ -119,11 +158,10 @@ class RunExecutor:
             cost += record.cost_micros
             usage = usage + record.usage
             run = replace(run, steps=(*run.steps, record), cost_micros=cost, usage=usage)
-            if record.status == "succeeded":
-                outputs[step.step_id] = record.output
-            elif step.on_error is OnError.ABORT:
+            outputs.update(_readable([record]))
+            if record.status != "succeeded" and step.on_error is OnError.ABORT:
                 return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(record))
-        return self._succeed(run, claim, plan, outputs)
+        return self._succeed(run, claim, plan)
 
     def _prior_steps(self, run: Run) -> list[StepRecord]:
         if run.next_step == 0:
@@ -141,40 +179,60 @@ class RunExecutor:
         execution: Execution,
     ) -> StepRecord:
         started = time.perf_counter()
-        params: Any = None
-        result = SkillResult(error="not run")
         usage, cost, tries = Usage(), 0, 0
+        # Rendered once: the same outputs give the same input, so a refused input fails
+        # the step without a call and without retries.
+        params, refused = self._input(step, outputs)
+        result = SkillResult(error=refused)
         for try_number in range(1, step.retries + 2):
+            if refused is not None:
+                break
             tries = try_number
-            try:
-                params = render(step.params, outputs)
-            except TemplateError as exc:
-                result = SkillResult(error=str(exc))
-                break  # the same outputs give the same missing value: retrying cannot help
             context = SkillContext(run.id, run.tenant_id, step.step_id, claim.attempt, try_number)
             result = self._skills.invoke(step.skill, params, context)
             usage, cost = usage + result.usage, cost + result.cost_micros
             if result.ok or try_number > step.retries or execution.lost:
                 break
             self._clock.sleep(self._retry.delay(try_number))
+        output, output_refused = (None, None)
+        if result.output is not None:
+            output, output_refused = bounded(result.output, "output", self._limits.output)
+        error = result.error if result.error is not None else output_refused
         return StepRecord(
             run_id=run.id,
             step_index=index,
             step_id=step.step_id,
             skill=step.skill,
-            status="succeeded" if result.ok else "failed",
+            status="succeeded" if error is None else "failed",
             input=params,
-            output=result.output if result.ok else None,
+            output=output,
             usage=usage,
             cost_micros=cost,
             duration_ms=int((time.perf_counter() - started) * 1000),
-            error=result.error,
+            error=None if error is None else printable(error, max_chars=MAX_ERROR_CHARS),
             attempt=claim.attempt,
             tries=tries,
             finished_at_ms=self._clock.now_ms(),
         )
 
-    def _succeed(self, run: Run, claim: Claim, plan: Plan, outputs: dict[str, Any]) -> str:
+    def _input(self, step: Step, outputs: dict[str, Any]) -> tuple[Any, str | None]:
+        """The step's rendered params, or what to store instead and why it cannot run."""
+        limit = self._limits.input
+        try:
+            params = render(step.params, outputs, max_chars=limit.max_bytes)
+        except RenderTooLarge:
+            reason = too_large("input", limit)
+            return omitted(reason), reason
+        except TemplateError as exc:
+            return None, str(exc)
+        return bounded(params, "input", limit)
+
+    def _succeed(self, run: Run, claim: Claim, plan: Plan) -> str:
+        output, refused = bounded(run_output(plan, run.steps), "run output", self._limits.output)
+        if refused is not None:
+            return self._fail(
+                run, claim, RunStatus.FAILED, "unstorable_output", refused, output=output
+            )
         now = self._clock.now_ms()
         reasons = {
             Phase.GOVERNANCE_CHECK: "all steps done",
@@ -188,15 +246,25 @@ class RunExecutor:
             *((p, statuses.get(p, RunStatus.RUNNING), reasons[p]) for p in remaining),
             at_ms=now,
         )
-        return self._finish(run, claim, Finish(chain, output=run_output(plan, outputs)))
+        return self._finish(run, claim, Finish(chain, output=output))
 
-    def _fail(self, run: Run, claim: Claim, status: RunStatus, code: str, message: str) -> str:
+    def _fail(
+        self,
+        run: Run,
+        claim: Claim,
+        status: RunStatus,
+        code: str,
+        message: str,
+        *,
+        output: Any = None,
+    ) -> str:
         chain = path(
             (run.phase, RunStatus.RUNNING),
             (Phase.FAILED, status, message),
             at_ms=self._clock.now_ms(),
         )
-        return self._finish(run, claim, Finish(chain, error_code=code, error_message=message))
+        finish = Finish(chain, output=output, error_code=code, error_message=message)
+        return self._finish(run, claim, finish)
 
     def _finish(self, run: Run, claim: Claim, finish: Finish) -> str:
         """Complete atomically, retrying a rolled-back completion; if it keeps failing the
@@ -234,8 +302,18 @@ def _failure(record: StepRecord) -> str:
     return f"step {record.step_id!r} ({record.skill}) failed: {record.error}"
 
 
-def run_output(plan: Plan, outputs: dict[str, Any]) -> Any:
-    """Outputs of steps with an ``output_key``, by key; else the last step's output."""
+def _readable(records: Iterable[StepRecord]) -> Iterable[tuple[str, Any]]:
+    """What later templates may read: every succeeded step's output, and the output of a
+    failed step that has one (an HTTP error's status and body)."""
+    for r in records:
+        if r.status == "succeeded" or r.output is not None:
+            yield r.step_id, r.output
+
+
+def run_output(plan: Plan, steps: Iterable[StepRecord]) -> Any:
+    """Outputs of succeeded steps with an ``output_key``, by key; else the last succeeded
+    step's output. A failed step's output stays on the step: it is not a result."""
+    outputs = {r.step_id: r.output for r in steps if r.status == "succeeded"}
     keyed = {s.output_key: outputs.get(s.step_id) for s in plan.steps if s.output_key}
     if keyed:
         return keyed

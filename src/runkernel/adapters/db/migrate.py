@@ -6,12 +6,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
-from runkernel.adapters.db.engine import Database
+from runkernel.adapters.db.engine import READ_ONLY, Database
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
+VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
 
 
 def _config() -> Config:
@@ -25,8 +26,13 @@ def head_revision() -> str | None:
 
 
 def current_revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    # Read directly rather than through alembic's MigrationContext, which logs two INFO
+    # lines each time it is configured, and /readyz asks on every probe.
+    with db.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+        return next(iter(versions), None)
 
 
 def upgrade(db: Database, revision: str = "head") -> None:

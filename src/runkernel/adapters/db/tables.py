@@ -19,8 +19,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from runkernel.adapters.db.codec import SqliteJson
+
 metadata = MetaData()
-Json = JSON().with_variant(JSONB(), "postgresql")
+Json = JSON().with_variant(JSONB(), "postgresql").with_variant(SqliteJson(), "sqlite")
 
 tenants = Table(
     "tenants",

@@ -60,6 +60,8 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         self._tx.commit()
         self._committed = True
+        if not self._read_only:
+            self._db.write_committed()
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self._hooks.append(hook)

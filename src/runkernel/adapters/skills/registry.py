@@ -4,6 +4,10 @@ A skill function is ``fn(params: dict, context: SkillContext)``. It may return a
 :class:`SkillResult`, or any other value, which becomes that result's ``output``. A validator
 is ``validate(params)``; it raises :class:`PlanValidationError` and must accept any value that
 is a ``{{…}}`` template string, since templates are resolved only at run time.
+
+Whatever a skill or its validator raises ends here: a validator's exception of any kind is
+a ``PlanValidationError`` (a 422 at submit), a skill's is a failed step, and so is a result
+whose usage or cost is not a count a run can add up.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from runkernel.domain.skills import SkillContext, SkillResult
+from runkernel.domain.skills import SkillContext, SkillResult, Usage
 from runkernel.errors import PlanValidationError, SkillError
 
 SkillFn = Callable[[dict[str, Any], SkillContext], Any]
 Validator = Callable[[Mapping[str, Any]], None]
 F = TypeVar("F", bound=SkillFn)
+
+# Per call; a run sums up to max_plan_steps of them in signed 64-bit columns.
+MAX_COUNT = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,12 @@ class SkillRegistry:
                 entry.validate(params)
             except PlanValidationError as exc:
                 raise PlanValidationError(f"{name}: {exc.message}") from exc
+            # A validator tripping over odd input (urlsplit's ValueError on "http://[::1",
+            # a RecursionError compiling a deeply nested expression) is the input's fault.
+            except Exception as exc:
+                raise PlanValidationError(
+                    f"{name}: params cannot be checked: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def invoke(self, name: str, params: Mapping[str, Any], context: SkillContext) -> SkillResult:
         entry = self._entries.get(name)
@@ -87,7 +100,10 @@ class SkillRegistry:
         # skill call itself is inside this try.
         except Exception as exc:  # noqa: BLE001
             return SkillResult(error=f"{type(exc).__name__}: {exc}")
-        return value if isinstance(value, SkillResult) else SkillResult(output=value)
+        if not isinstance(value, SkillResult):
+            return SkillResult(output=value)
+        problem = _bad_result(value)
+        return value if problem is None else SkillResult(error=f"{name} returned {problem}")
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Run ``closer`` when the registry is closed (e.g. to close a shared HTTP client)."""
@@ -97,3 +113,25 @@ class SkillRegistry:
         closers, self._closers = self._closers, []
         for closer in reversed(closers):
             closer()
+
+
+def _bad_result(result: SkillResult) -> str | None:
+    """Why ``result`` cannot be accounted for, or None."""
+    usage = result.usage
+    if not isinstance(usage, Usage):
+        return f"usage that is not a Usage: {usage!r}"
+    counts = {
+        "usage.input_tokens": usage.input_tokens,
+        "usage.output_tokens": usage.output_tokens,
+        "cost_micros": result.cost_micros,
+    }
+    for field, count in counts.items():
+        if not _is_count(count):
+            return f"{field} {count!r}; it must be an integer from 0 to {MAX_COUNT}"
+    if result.error is not None and not isinstance(result.error, str):
+        return f"an error that is not text: {result.error!r}"
+    return None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT

@@ -23,6 +23,7 @@ from runkernel.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RunkernelError,
+    StorageUnavailableError,
     ValidationError,
 )
 
@@ -37,6 +38,7 @@ STATUS: Mapping[type[RunkernelError], int] = {
     PermissionDeniedError: 403,
     NotFoundError: 404,
     ConflictError: 409,
+    StorageUnavailableError: 503,
 }
 
 HTTP_CODES: Mapping[int, str] = {
