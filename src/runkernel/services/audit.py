@@ -17,6 +17,7 @@ from runkernel.domain.audit import (
     ReconciliationStatus,
     reconcile,
 )
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.records import Principal, Run
 from runkernel.domain.traces import Trace, TraceStatus, trace_of
 from runkernel.errors import NotFoundError
@@ -50,6 +51,7 @@ class AuditService:
         self._clock = clock
 
     def run_audit(self, principal: Principal, run_id: str) -> RunAudit:
+        require(principal, Permission.READ_AUDIT)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id, details=False)
         if run is None:
@@ -69,6 +71,7 @@ class AuditService:
         self, principal: Principal, *, status: str | None = None, limit: int = 50
     ) -> list[ReconciliationResult]:
         """The tenant's stored results, newest first."""
+        require(principal, Permission.READ_AUDIT)
         check_choice("status", status, ReconciliationStatus)
         check_limit(limit)
         return self._store.reconciliations(
@@ -79,6 +82,7 @@ class AuditService:
 
     def trace(self, principal: Principal, run_id: str) -> RunTrace:
         """The run's trace, one span per executed step; none before execution began."""
+        require(principal, Permission.READ_RUNS)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id)
             if run is None:

@@ -10,6 +10,7 @@ from runkernel.domain import events
 from runkernel.domain import incidents as domain
 from runkernel.domain.events import new_event
 from runkernel.domain.incidents import Category, Incident, IncidentStatus
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.records import Principal
 from runkernel.errors import ConflictError, NotFoundError
 from runkernel.services.paging import check_choice, check_limit, page
@@ -35,6 +36,7 @@ class IncidentService:
         cursor: str | None = None,
     ) -> tuple[list[Incident], str | None]:
         """One page, newest first, and the cursor of the next page (or None)."""
+        require(principal, Permission.READ_INCIDENTS)
         check_choice("status", status, IncidentStatus)
         check_choice("category", category, Category)
         check_limit(limit)
@@ -50,11 +52,13 @@ class IncidentService:
         return page(found, limit, key=lambda i: i.id)
 
     def get(self, principal: Principal, incident_id: str) -> Incident:
+        require(principal, Permission.READ_INCIDENTS)
         with self._uow(read_only=True) as uow:
             return _load(uow, principal, incident_id)
 
     def acknowledge(self, principal: Principal, incident_id: str) -> Incident:
         """ACTIVE → ACKED; anything else is a ``ConflictError`` (409)."""
+        require(principal, Permission.ACKNOWLEDGE_INCIDENT)
         with self._uow() as uow:
             found = _load(uow, principal, incident_id)
             incident = domain.acknowledge(found, self._clock.now_ms())
@@ -65,6 +69,7 @@ class IncidentService:
     def resolve(self, principal: Principal, incident_id: str) -> Incident:
         """ACTIVE or ACKED → RESOLVED, with an ``incident.resolved`` event written in the
         same transaction (so it is published exactly when the resolution is visible)."""
+        require(principal, Permission.RESOLVE_INCIDENT)
         now = self._clock.now_ms()
         with self._uow() as uow:
             found = _load(uow, principal, incident_id)
