@@ -17,7 +17,16 @@ from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
 from runkernel.domain.policy import PolicyRule
-from runkernel.domain.records import Agent, Claim, Principal, Role, Run, StepRecord, Tenant
+from runkernel.domain.records import (
+    Agent,
+    ApiKey,
+    Claim,
+    Principal,
+    Role,
+    Run,
+    StepRecord,
+    Tenant,
+)
 from runkernel.domain.runs import Transition
 from runkernel.domain.skills import SkillContext, SkillResult
 from runkernel.domain.traces import Trace
@@ -62,6 +71,15 @@ class TenantRepository(Protocol):
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
     ) -> None: ...
     def principal_for(self, key_hash: str) -> tuple[Principal, str] | None: ...
+    def lock(self, tenant_id: str) -> Tenant | None:
+        """The tenant, its row locked until the transaction ends (serializes key changes)."""
+
+    def keys(self, tenant_id: str) -> list[ApiKey]: ...
+    def get_key(self, key_id: str, *, tenant_id: str | None) -> ApiKey | None:
+        """``tenant_id=None``: any tenant's key (operators)."""
+
+    def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        """False when the key is revoked already (a concurrent revoke won)."""
 
 
 class AgentRepository(Protocol):

@@ -11,6 +11,7 @@ from runkernel.entrypoints.api import (
     routes_agents,
     routes_audit,
     routes_incidents,
+    routes_keys,
     routes_lessons,
     routes_metrics,
     routes_policies,
@@ -50,6 +51,7 @@ def create_app(kernel: Kernel) -> FastAPI:
     app.include_router(routes_incidents.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_lessons.router)
+    app.include_router(routes_keys.router)
     app.include_router(routes_metrics.router)
     # Outermost, so an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimitMiddleware, max_bytes=kernel.settings.max_payload_bytes)
