@@ -17,6 +17,7 @@ from runkernel.entrypoints.api import (
     routes_policies,
     routes_runs,
 )
+from runkernel.entrypoints.api.auth import rate_limiter
 from runkernel.entrypoints.api.docs import install as install_docs
 from runkernel.entrypoints.api.errors import install as install_error_handlers
 from runkernel.entrypoints.api.limits import BodyLimitMiddleware
@@ -42,6 +43,7 @@ def create_app(kernel: Kernel) -> FastAPI:
     )
     app.state.kernel = kernel
     app.state.governance = GovernanceServices.of(kernel)
+    app.state.rate_limiter = rate_limiter(kernel)  # per process: see services.rate_limits
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
