@@ -75,7 +75,7 @@ class IncidentService:
             found = _load(uow, principal, incident_id)
             incident = domain.resolve(found, now)
             _store(uow, incident, found.status)
-            uow.outbox.add([_resolved_event(incident, principal, now)])
+            uow.outbox.add([resolved_event(incident, resolved_by=principal.key_id, now_ms=now)])
             if self._relay_wakeup is not None:
                 uow.after_commit(self._relay_wakeup.notify)
             uow.commit()
@@ -99,7 +99,9 @@ def _store(uow: UnitOfWork, incident: Incident, was: IncidentStatus) -> None:
         )
 
 
-def _resolved_event(incident: Incident, principal: Principal, now_ms: int) -> events.Event:
+def resolved_event(incident: Incident, *, resolved_by: str, now_ms: int) -> events.Event:
+    """``incident.resolved``; ``resolved_by`` is a key id, or ``runkernel`` when the
+    kernel closed it."""
     return new_event(
         events.INCIDENT_RESOLVED,
         tenant_id=incident.tenant_id,
@@ -108,7 +110,7 @@ def _resolved_event(incident: Incident, principal: Principal, now_ms: int) -> ev
             "incident_id": incident.id,
             "category": incident.category.value,
             "severity": incident.severity.value,
-            "resolved_by": principal.key_id,
+            "resolved_by": resolved_by,
         },
         now_ms=now_ms,
     )
