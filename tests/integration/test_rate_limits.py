@@ -15,6 +15,9 @@ from conftest import TenantContext, make_settings, make_tenant
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.records import Role
 from runkernel.entrypoints.api import create_app
+from runkernel.entrypoints.cli.client import ApiClient
+from runkernel.entrypoints.cli.errors import ApiError
+from runkernel.entrypoints.serve import BackgroundServer
 from support.governance_api import bearer
 
 
@@ -113,3 +116,27 @@ def test_the_documented_defaults_are_on_outside_tests() -> None:
     defaults = Settings.model_fields
     assert defaults["rate_limit_key_per_s"].default > 0
     assert defaults["rate_limit_tenant_per_s"].default > 0
+
+
+def test_the_cli_client_waits_out_a_429_as_told(sqlite_url: str, clock: FakeClock) -> None:
+    """The tenant commands (and the demo) share ApiClient: it sleeps Retry-After seconds
+    and sends again, instead of failing on a limit it would be under a moment later."""
+    with limited(sqlite_url, clock, rate_limit_key_per_s=0.5, rate_limit_key_burst=1) as kernel:
+        tenant = make_tenant(kernel)
+        slept: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            clock.sleep(seconds)  # the server's clock: its bucket refills meanwhile
+
+        with BackgroundServer(kernel) as server:
+            with ApiClient(server.url, tenant.api_key, sleep=sleep) as api_client:
+                assert [a["id"] for a in api_client.list_agents()] == [tenant.agent.id]
+                assert [a["id"] for a in api_client.list_agents()] == [tenant.agent.id]
+            assert slept == [2.0]  # one token at 0.5/s
+
+            impatient = ApiClient(server.url, tenant.api_key, sleep=lambda s: None)
+            with impatient, pytest.raises(ApiError) as refused:  # never refilled: gives up
+                for _ in range(10):
+                    impatient.list_agents()
+            assert (refused.value.status, refused.value.code) == (429, "rate_limited")
