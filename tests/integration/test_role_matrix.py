@@ -10,6 +10,7 @@ permission of every ``/api/v1`` route, and a route missing from it fails the tes
 
 from __future__ import annotations
 
+import ast
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+import runkernel
 from conftest import ECHO_PLAN, make_settings, make_tenant
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.permissions import ROLES, Permission, allows
@@ -295,3 +297,19 @@ def test_the_readme_states_the_same_matrix() -> None:
             }
             stated[README_ROWS[cells[0]]] = roles
     assert stated == STATED
+
+
+def test_no_module_but_the_role_table_reads_a_callers_role() -> None:
+    """One place decides a permission: ``principal.role`` is read only by
+    ``domain/permissions.py`` (services call ``require``)."""
+    src = Path(runkernel.__file__).parent
+    readers = sorted(
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "role"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "principal"
+    )
+    assert set(readers) == {"domain/permissions.py"}
