@@ -6,6 +6,8 @@ keys), and one tenant's key can neither see nor touch another tenant's keys (404
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +15,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import TenantContext, make_tenant
+from runkernel.adapters.db.tenancy import SqlTenantRepository
 from runkernel.bootstrap import Kernel
-from runkernel.domain.records import Role
+from runkernel.domain.records import Principal, Role
+from runkernel.errors import ConflictError
 from runkernel.services.tenancy import hash_key
 from support.governance_api import api, bearer
 from support.workers import rows
@@ -163,3 +167,47 @@ def test_a_bad_create_body_is_422(client: TestClient, tenant: TenantContext, bod
     answer = call(client, tenant.api_key, "POST", "", **body)
     assert answer.status_code == 422
     assert len(call(client, tenant.api_key, "GET", "").json()["keys"]) == 1
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one_admin_key(
+    kernel: Kernel, tenant: TenantContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second_key = kernel.tenancy.create_api_key(tenant.principal.tenant_id, Role.ADMIN)
+    second = kernel.tenancy.authenticate(second_key)
+    first = tenant.principal
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+    # Each revoke counts the tenant's admin keys, then waits (up to 1 s) for the other to
+    # have counted too: without the tenant lock both count two and both revoke; with it
+    # the second waits for the first to commit, and the wait here just times out.
+    counted = threading.Barrier(2)
+    read_keys = SqlTenantRepository.keys
+
+    def keys_then_wait(self: SqlTenantRepository, tenant_id: str) -> list[Any]:
+        found = read_keys(self, tenant_id)
+        # A timeout means the other revoke is held at the lock: the point of the test.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            counted.wait(timeout=1)
+        return found
+
+    monkeypatch.setattr(SqlTenantRepository, "keys", keys_then_wait)
+
+    def revoke(by: Principal, target: str) -> None:
+        start.wait()
+        try:
+            kernel.tenancy.revoke_key(by, target)
+            outcomes.append("revoked")
+        except ConflictError as exc:
+            outcomes.append(exc.code)
+
+    threads = [
+        threading.Thread(target=revoke, args=(first, second.key_id)),
+        threading.Thread(target=revoke, args=(second, first.key_id)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes) == ["last_admin_key", "revoked"]
+    keys = kernel.tenancy.keys_of(tenant.principal.tenant_id)
+    assert [k.revoked for k in keys].count(False) == 1

@@ -71,8 +71,8 @@ class TenantRepository(Protocol):
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
     ) -> None: ...
     def principal_for(self, key_hash: str) -> tuple[Principal, str] | None: ...
-    def lock(self, tenant_id: str) -> Tenant | None:
-        """The tenant, its row locked until the transaction ends (serializes key changes)."""
+    def lock(self, tenant_id: str) -> None:
+        """Hold the tenant's row until the transaction ends (serializes key changes)."""
 
     def keys(self, tenant_id: str) -> list[ApiKey]: ...
     def get_key(self, key_id: str, *, tenant_id: str | None) -> ApiKey | None:

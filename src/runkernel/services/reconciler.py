@@ -39,6 +39,8 @@ from runkernel.services.ports import AuditStore, Clock, UnitOfWork, UnitOfWorkFa
 
 log = logging.getLogger(__name__)
 
+RESOLVED_BY = "runkernel"  # the resolver named in incident.resolved when no key did it
+
 
 class ReconcileMetrics(Protocol):
     def reconciled(self, result: ReconciliationResult, duration_s: float) -> None: ...
@@ -150,9 +152,6 @@ def settle_finished_run(
         # A person resolving it at this very moment wins; theirs is as good as ours.
         if uow.incidents.update(resolved, expected_status=found.status):
             uow.outbox.add([resolved_event(resolved, resolved_by=RESOLVED_BY, now_ms=now_ms)])
-
-
-RESOLVED_BY = "runkernel"  # the resolver named in incident.resolved when no key did it
 
 
 def flag(uow: UnitOfWork, result: ReconciliationResult, tenant_id: str | None, now: int) -> None:

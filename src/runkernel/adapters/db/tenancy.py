@@ -64,12 +64,9 @@ class SqlTenantRepository:
             return None
         return Principal(row.tenant_id, row.id, Role(row.role)), row.status
 
-    def lock(self, tenant_id: str) -> Tenant | None:
+    def lock(self, tenant_id: str) -> None:
         # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers.
-        row = self._conn.execute(
-            select(tenants).where(tenants.c.id == tenant_id).with_for_update()
-        ).first()
-        return Tenant(row.id, row.name, row.status, row.created_at_ms) if row else None
+        self._conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update())
 
     def keys(self, tenant_id: str) -> list[ApiKey]:
         rows = self._conn.execute(
