@@ -95,6 +95,10 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "poll_interval_s": 0.2,
         "retry_backoff_s": 0.0,
         "lease_s": 5.0,
+        # Off unless a test sets them (tests/integration/test_api_rate_limits.py): a test
+        # must not pass or fail by how fast it sends requests.
+        "rate_limit_key_per_s": 0,
+        "rate_limit_tenant_per_s": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

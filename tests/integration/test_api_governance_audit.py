@@ -65,9 +65,13 @@ def test_a_finished_run_has_a_clean_audit_an_evaluation_and_a_trace(
 
     audit = get(client, tenant, f"/api/v1/runs/{run_id}/audit").json()
     assert sorted(f"{e['domain']}/{e['action']}" for e in audit["expectations"]) == STANDARD
-    assert all(e["status"] == "PENDING" for e in audit["expectations"])  # not swept yet
     assert sorted(f"{a['domain']}/{a['action']}" for a in audit["acks"]) == STANDARD
     assert {a["status"] for a in audit["acks"]} == {"SUCCESS"}
+    # Not swept yet (issue 6 point 14): each expectation shows ACKED as soon as its ack
+    # exists, at the ack's time.
+    acked_at = {(a["domain"], a["action"]): a["created_at"] for a in audit["acks"]}
+    assert {e["status"] for e in audit["expectations"]} == {"ACKED"}
+    assert {(e["domain"], e["action"]): e["acked_at"] for e in audit["expectations"]} == acked_at
     live = audit["reconciliation"]
     assert (live["status"], live["clean"], live["missing"], live["drift"]) == (
         "COMPLETE",

@@ -201,6 +201,13 @@ def test_acknowledge_needs_an_active_incident(status: IncidentStatus) -> None:
     assert caught.value.code == "incident_not_active"
 
 
+def test_a_resolution_note_is_kept_after_the_finding() -> None:
+    found = _active()
+    done = resolve(found, NOW + 3, note="the run finished after all")
+    assert done.detail == f"{found.detail}\nresolved: the run finished after all"
+    assert resolve(found, NOW + 3).detail == found.detail
+
+
 def test_resolving_twice_is_a_conflict() -> None:
     done = resolve(_active(), NOW)
     with pytest.raises(ConflictError, match="already RESOLVED") as caught:

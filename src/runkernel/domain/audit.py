@@ -355,3 +355,21 @@ def settle_expectations(
             status = ExpectationStatus.FAILED if exp.key() in failed else ExpectationStatus.MISSING
             settled[i] = replace(exp, status=status, acked_at_ms=None)
     return settled
+
+
+def expectations_now(
+    expectations: Sequence[AuditExpectation], acks: Iterable[DomainAck], *, now_ms: int
+) -> list[AuditExpectation]:
+    """Each expectation as it stands at ``now_ms``, for showing next to a live verdict:
+    ACKED (with the ack's time) as soon as an effective ack matches it and FAILED as soon
+    as only a FAILED ack does, as :func:`settle_expectations` would settle them; an
+    unmatched one is PENDING until its deadline and MISSING after it. Whatever a sweep
+    stored, the answer follows the acks, so it always agrees with :func:`reconcile`."""
+    settled = settle_expectations(expectations, acks)
+    return [
+        replace(e, status=ExpectationStatus.PENDING)
+        if e.status is ExpectationStatus.MISSING
+        and (e.deadline_ms is None or now_ms <= e.deadline_ms)
+        else e
+        for e in settled
+    ]

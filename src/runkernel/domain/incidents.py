@@ -205,15 +205,31 @@ def acknowledge(incident: Incident, now_ms: int) -> Incident:
     return replace(incident, status=IncidentStatus.ACKED, updated_at_ms=now_ms)
 
 
-def resolve(incident: Incident, now_ms: int) -> Incident:
-    """ACTIVE or ACKED → RESOLVED; resolving twice is a conflict, not a silent no-op."""
+def resolve(incident: Incident, now_ms: int, *, note: str | None = None) -> Incident:
+    """ACTIVE or ACKED → RESOLVED; resolving twice is a conflict, not a silent no-op.
+    A ``note`` (why it was resolved) is appended to the detail."""
     if incident.status is IncidentStatus.RESOLVED:
         raise ConflictError(
             f"incident {incident.id} is already RESOLVED", code="incident_already_resolved"
         )
+    detail = f"{incident.detail}\nresolved: {note}" if note else incident.detail
     return replace(
-        incident, status=IncidentStatus.RESOLVED, updated_at_ms=now_ms, resolved_at_ms=now_ms
+        incident,
+        status=IncidentStatus.RESOLVED,
+        detail=detail,
+        updated_at_ms=now_ms,
+        resolved_at_ms=now_ms,
     )
+
+
+def stale_run_finished_note(status: str, verdict: str | None) -> str:
+    """Why a STALE_RUN incident closes itself: the run it called stale did finish."""
+    after = (
+        f"its audit reconciliation, re-evaluated at completion, is {verdict}"
+        if verdict
+        else "its audit reconciliation is re-evaluated once its acks reach the audit store"
+    )
+    return f"the run finished ({status}) after the audit sweep flagged it stale; {after}"
 
 
 def _new(

@@ -25,6 +25,22 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What is kept of an API key besides its hash: never the secret, never the hash."""
+
+    id: str
+    tenant_id: str
+    prefix: str  # the secret's first characters, so a holder can tell keys apart
+    role: Role
+    created_at_ms: int
+    revoked_at_ms: int | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
     id: str
     name: str

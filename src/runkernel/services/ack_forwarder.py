@@ -7,6 +7,11 @@ whatever a store outage left behind is forwarded by a background loop
 (:meth:`forward_once`) once the store is back. A row is marked forwarded only after the
 store took the ack; a crash in between forwards it again, and the store's ``add_ack`` is
 idempotent by ack id, so delivery is at least once and storage exactly once.
+
+Acks of a run the audit sweep already judged (it finished after being called stale)
+change the verdict: before its acks are marked, the run is reconciled again in the store
+and the stored result replaced, so it never disagrees with the live one. If that fails
+the acks stay unmarked, and the loop forwards them (the store dedupes) and tries again.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from runkernel.domain.audit import DomainAck
+from runkernel.domain.audit import DomainAck, reconcile
 from runkernel.services.ports import AuditStore, Clock, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ class AckForwarder:
                 len(acks),
                 exc_info=True,
             )
+        done = self._refreshed(acks, done)
         try:
             self._mark(done)
         except Exception:  # unmarked rows are forwarded again; the store dedupes
@@ -64,8 +70,31 @@ class AckForwarder:
                 self._store.add_ack(ack)
                 done.append(ack.id)
         finally:
+            done = self._refreshed(pending, done)
             self._mark(done)
         return len(done)
+
+    def _refreshed(self, acks: Sequence[DomainAck], done: list[str]) -> list[str]:
+        """``done`` without the acks of runs whose stored verdict could not be refreshed."""
+        stored = set(done)
+        runs = {a.run_id: a.tenant_id for a in acks if a.id in stored}
+        failed: set[str] = set()
+        for run_id, tenant_id in sorted(runs.items()):
+            try:
+                if self._store.reconciliation(run_id) is None:
+                    continue  # not swept yet: the sweep will judge it with these acks
+                result = reconcile(
+                    self._store.expectations(run_id),
+                    self._store.acks(run_id),
+                    now_ms=self._clock.now_ms(),
+                )
+                self._store.save_reconciliation(result, tenant_id, replace=True)
+            except Exception:  # left unmarked: the loop forwards them again and retries this
+                log.warning(
+                    "could not re-evaluate the stored audit of run %s", run_id, exc_info=True
+                )
+                failed.add(run_id)
+        return [a.id for a in acks if a.id in stored and a.run_id not in failed]
 
     def _mark(self, ids: list[str]) -> None:
         if not ids:

@@ -15,8 +15,10 @@ from runkernel.domain.audit import (
     DomainAck,
     ReconciliationResult,
     ReconciliationStatus,
+    expectations_now,
     reconcile,
 )
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.records import Principal, Run
 from runkernel.domain.traces import Trace, TraceStatus, trace_of
 from runkernel.errors import NotFoundError
@@ -26,8 +28,10 @@ from runkernel.services.ports import AuditStore, Clock, UnitOfWorkFactory
 
 @dataclass(frozen=True, slots=True)
 class RunAudit:
-    """``live`` is reconciled now from exactly the expectations and acks shown (None when
-    the run has neither); ``stored`` is what the sweep recorded after the deadline."""
+    """``expectations`` are as they stand now (``domain.audit.expectations_now``); ``live``
+    is reconciled now from exactly those and the acks shown (None when the run has
+    neither); ``stored`` is what the sweep recorded after the deadline (and the run's
+    completion re-evaluated, if it finished later)."""
 
     run_id: str
     run: Run | None
@@ -50,6 +54,7 @@ class AuditService:
         self._clock = clock
 
     def run_audit(self, principal: Principal, run_id: str) -> RunAudit:
+        require(principal, Permission.READ_AUDIT)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id, details=False)
         if run is None:
@@ -69,6 +74,7 @@ class AuditService:
         self, principal: Principal, *, status: str | None = None, limit: int = 50
     ) -> list[ReconciliationResult]:
         """The tenant's stored results, newest first."""
+        require(principal, Permission.READ_AUDIT)
         check_choice("status", status, ReconciliationStatus)
         check_limit(limit)
         return self._store.reconciliations(
@@ -79,6 +85,7 @@ class AuditService:
 
     def trace(self, principal: Principal, run_id: str) -> RunTrace:
         """The run's trace, one span per executed step; none before execution began."""
+        require(principal, Permission.READ_RUNS)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id)
             if run is None:
@@ -103,9 +110,9 @@ class AuditService:
         # Reconciled here rather than by AuditReconciler.reconcile_now, which reads the
         # store again: an ack landing in between would make the verdict disagree with
         # the lists shown next to it.
-        live = (
-            reconcile(expectations, acks, now_ms=self._clock.now_ms())
-            if expectations or acks
-            else None
-        )
-        return RunAudit(run_id, run, expectations, acks, live, self._store.reconciliation(run_id))
+        now = self._clock.now_ms()
+        live = reconcile(expectations, acks, now_ms=now) if expectations or acks else None
+        # As they stand now, not as the store last settled them: an ack shows its
+        # expectation ACKED at once, not only after the deadline sweep.
+        shown = expectations_now(expectations, acks, now_ms=now)
+        return RunAudit(run_id, run, shown, acks, live, self._store.reconciliation(run_id))

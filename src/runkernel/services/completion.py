@@ -42,6 +42,7 @@ from runkernel.services.ports import (
     UnitOfWorkFactory,
     WakeupSignal,
 )
+from runkernel.services.reconciler import settle_finished_run
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class RunCompletionTransaction:
                 )
                 self._acks_within(uow, journal.acks)
                 uow.outbox.add(journal.events)
+                self._settle_swept(uow, final)
                 fault("commit")
                 uow.commit()
         except BaseException as exc:
@@ -193,6 +195,7 @@ class RunCompletionTransaction:
         )
         self._acks_within(uow, journal.acks)
         uow.outbox.add(journal.events)
+        self._settle_swept(uow, run)
         return journal.acks
 
     def acks_committed(self, acks: list[DomainAck]) -> None:
@@ -243,6 +246,18 @@ class RunCompletionTransaction:
         except TraceSinkError as exc:
             # The completion exports the whole trace again and applies the mode then.
             log.warning("trace sink failed at start of run %s: %s", run.id, exc)
+
+    def _settle_swept(self, uow: UnitOfWork, run: Run) -> None:
+        """A run the audit sweep judged before it finished (stale) is judged again, with
+        the acks just written, in this same transaction (``settle_finished_run``)."""
+        settle_finished_run(
+            uow,
+            run.id,
+            run.tenant_id,
+            status=run.status.value,
+            now_ms=self._clock.now_ms(),
+            store_in_database=self._acks_in_tx,
+        )
 
     def _acks_within(self, uow: UnitOfWork, acks: list[DomainAck]) -> None:
         """Acks commit or roll back with the work they report: into the SQL audit store,

@@ -10,6 +10,7 @@ from runkernel.domain import events
 from runkernel.domain import incidents as domain
 from runkernel.domain.events import new_event
 from runkernel.domain.incidents import Category, Incident, IncidentStatus
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.records import Principal
 from runkernel.errors import ConflictError, NotFoundError
 from runkernel.services.paging import check_choice, check_limit, page
@@ -35,6 +36,7 @@ class IncidentService:
         cursor: str | None = None,
     ) -> tuple[list[Incident], str | None]:
         """One page, newest first, and the cursor of the next page (or None)."""
+        require(principal, Permission.READ_INCIDENTS)
         check_choice("status", status, IncidentStatus)
         check_choice("category", category, Category)
         check_limit(limit)
@@ -50,11 +52,13 @@ class IncidentService:
         return page(found, limit, key=lambda i: i.id)
 
     def get(self, principal: Principal, incident_id: str) -> Incident:
+        require(principal, Permission.READ_INCIDENTS)
         with self._uow(read_only=True) as uow:
             return _load(uow, principal, incident_id)
 
     def acknowledge(self, principal: Principal, incident_id: str) -> Incident:
         """ACTIVE → ACKED; anything else is a ``ConflictError`` (409)."""
+        require(principal, Permission.ACKNOWLEDGE_INCIDENT)
         with self._uow() as uow:
             found = _load(uow, principal, incident_id)
             incident = domain.acknowledge(found, self._clock.now_ms())
@@ -65,12 +69,13 @@ class IncidentService:
     def resolve(self, principal: Principal, incident_id: str) -> Incident:
         """ACTIVE or ACKED → RESOLVED, with an ``incident.resolved`` event written in the
         same transaction (so it is published exactly when the resolution is visible)."""
+        require(principal, Permission.RESOLVE_INCIDENT)
         now = self._clock.now_ms()
         with self._uow() as uow:
             found = _load(uow, principal, incident_id)
             incident = domain.resolve(found, now)
             _store(uow, incident, found.status)
-            uow.outbox.add([_resolved_event(incident, principal, now)])
+            uow.outbox.add([resolved_event(incident, resolved_by=principal.key_id, now_ms=now)])
             if self._relay_wakeup is not None:
                 uow.after_commit(self._relay_wakeup.notify)
             uow.commit()
@@ -94,7 +99,9 @@ def _store(uow: UnitOfWork, incident: Incident, was: IncidentStatus) -> None:
         )
 
 
-def _resolved_event(incident: Incident, principal: Principal, now_ms: int) -> events.Event:
+def resolved_event(incident: Incident, *, resolved_by: str, now_ms: int) -> events.Event:
+    """``incident.resolved``; ``resolved_by`` is a key id, or ``runkernel`` when the
+    kernel closed it."""
     return new_event(
         events.INCIDENT_RESOLVED,
         tenant_id=incident.tenant_id,
@@ -103,7 +110,7 @@ def _resolved_event(incident: Incident, principal: Principal, now_ms: int) -> ev
             "incident_id": incident.id,
             "category": incident.category.value,
             "severity": incident.severity.value,
-            "resolved_by": principal.key_id,
+            "resolved_by": resolved_by,
         },
         now_ms=now_ms,
     )

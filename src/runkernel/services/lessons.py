@@ -4,8 +4,8 @@ Converting adopts the lesson's proposed rule as an ACTIVE rule at once, in the s
 transaction as the lesson's move to ``converted_to_draft``. That is safe because every
 proposal is a WARN rule scoped to the lesson's agent (``runkernel.domain.lessons``): it
 flags future runs, it never fails one. Making it block is a separate, explicit change
-(``PATCH /api/v1/policies/{id}``). Creating a rule is a tenant-admin operation, so
-converting needs an admin key; deferring and dismissing do not.
+(``PATCH /api/v1/policies/{id}``). Who may convert, defer or dismiss is decided by the
+role table (``runkernel.domain.permissions``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from runkernel.domain import lessons as domain
 from runkernel.domain import policy
 from runkernel.domain.ids import new_id
 from runkernel.domain.lessons import Lesson, LessonState
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import Principal
 from runkernel.errors import ConflictError, NotFoundError
 from runkernel.services.paging import check_choice, check_limit, page
-from runkernel.services.policies import add_rule, require_admin
+from runkernel.services.policies import add_rule
 from runkernel.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 
@@ -38,6 +39,7 @@ class LessonService:
         cursor: str | None = None,
     ) -> tuple[list[Lesson], str | None]:
         """One page, newest first, and the cursor of the next page (or None)."""
+        require(principal, Permission.READ_LESSONS)
         check_choice("state", state, LessonState)
         check_limit(limit)
         with self._uow(read_only=True) as uow:
@@ -47,13 +49,14 @@ class LessonService:
         return page(found, limit, key=lambda lesson: lesson.id)
 
     def get(self, principal: Principal, lesson_id: str) -> Lesson:
+        require(principal, Permission.READ_LESSONS)
         with self._uow(read_only=True) as uow:
             return _load(uow, principal, lesson_id)
 
     def convert(self, principal: Principal, lesson_id: str) -> tuple[Lesson, PolicyRule]:
         """The lesson, now ``converted_to_draft``, and the rule created from its proposal.
         A lesson without a proposal, or one already final, is a ``ConflictError``."""
-        require_admin(principal, "converting a lesson into a policy rule")
+        require(principal, Permission.CONVERT_LESSON)
         now = self._clock.now_ms()
         with self._uow() as uow:
             found = _load(uow, principal, lesson_id)
@@ -67,9 +70,11 @@ class LessonService:
         return lesson, rule
 
     def defer(self, principal: Principal, lesson_id: str) -> Lesson:
+        require(principal, Permission.DEFER_LESSON)
         return self._move(principal, lesson_id, domain.defer)
 
     def dismiss(self, principal: Principal, lesson_id: str) -> Lesson:
+        require(principal, Permission.DISMISS_LESSON)
         return self._move(principal, lesson_id, domain.dismiss)
 
     def _move(

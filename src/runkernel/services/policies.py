@@ -1,6 +1,6 @@
 """A tenant's policy rules (create, list, change, retire) and the evaluation of a run.
 
-Changing rules is a tenant-admin operation, like setting an agent's budget: a user key
+Changing rules is a tenant-admin operation (``runkernel.domain.permissions``): a user key
 could otherwise retire the BLOCK rule that stops it. Every change bumps the rule's
 version (evaluations cite the version they judged by) and is stored only if nobody
 changed the rule in between — a lost race is a 409, never a silent overwrite.
@@ -13,9 +13,10 @@ from typing import Any
 
 from runkernel.domain import policy
 from runkernel.domain.ids import new_id
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.policy import Enforcement, PolicyRule, RuleStatus, Scope
-from runkernel.domain.records import Principal, Role
-from runkernel.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
+from runkernel.domain.records import Principal
+from runkernel.errors import ConflictError, NotFoundError, ValidationError
 from runkernel.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 # Scope and agent are fixed at creation: moving a rule to another agent is a new rule,
@@ -39,7 +40,7 @@ class PolicyService:
         agent_id: str | None = None,
     ) -> PolicyRule:
         """A new ACTIVE rule at version 1."""
-        require_admin(principal, "creating a policy rule")
+        require(principal, Permission.CHANGE_POLICIES)
         rule = policy.new_rule(
             id=new_id("pol"),
             tenant_id=principal.tenant_id,
@@ -56,10 +57,12 @@ class PolicyService:
         return rule
 
     def rules(self, principal: Principal, *, include_retired: bool = False) -> list[PolicyRule]:
+        require(principal, Permission.READ_POLICIES)
         with self._uow(read_only=True) as uow:
             return uow.policies.rules(principal.tenant_id, include_retired=include_retired)
 
     def get(self, principal: Principal, rule_id: str) -> PolicyRule:
+        require(principal, Permission.READ_POLICIES)
         with self._uow(read_only=True) as uow:
             return _load(uow, principal, rule_id)
 
@@ -73,7 +76,7 @@ class PolicyService:
     ) -> PolicyRule:
         """Apply ``changes`` (params, enforcement, status) as version + 1. With
         ``expected_version`` the change applies only to that version of the rule."""
-        require_admin(principal, "changing a policy rule")
+        require(principal, Permission.CHANGE_POLICIES)
         fixed = sorted(set(changes) - EDITABLE)
         if fixed:
             raise ValidationError(
@@ -86,12 +89,13 @@ class PolicyService:
     ) -> PolicyRule:
         """RETIRED, version + 1: kept for the evaluations that cite it, never evaluated
         again. Retiring a retired rule is a conflict."""
-        require_admin(principal, "retiring a policy rule")
+        require(principal, Permission.CHANGE_POLICIES)
         return self._update(principal, rule_id, {"status": RuleStatus.RETIRED}, expected_version)
 
     def evaluation(self, principal: Principal, run_id: str) -> dict[str, Any]:
         """The run's policy evaluation; it is written with the final status, so a run that
         is not final yet has none (``NotFoundError``)."""
+        require(principal, Permission.READ_RUNS)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id, details=False)
             if run is None:
@@ -129,11 +133,6 @@ def add_rule(uow: UnitOfWork, rule: PolicyRule) -> None:
     if rule.agent_id is not None and uow.agents.get(rule.tenant_id, rule.agent_id) is None:
         raise ValidationError(f"no agent {rule.agent_id!r}", code="unknown_agent")
     uow.policies.add(rule)
-
-
-def require_admin(principal: Principal, what: str) -> None:
-    if principal.role is not Role.ADMIN:
-        raise PermissionDeniedError(f"{what} needs an admin key")
 
 
 def _load(uow: UnitOfWork, principal: Principal, rule_id: str) -> PolicyRule:

@@ -17,7 +17,16 @@ from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
 from runkernel.domain.policy import PolicyRule
-from runkernel.domain.records import Agent, Claim, Principal, Role, Run, StepRecord, Tenant
+from runkernel.domain.records import (
+    Agent,
+    ApiKey,
+    Claim,
+    Principal,
+    Role,
+    Run,
+    StepRecord,
+    Tenant,
+)
 from runkernel.domain.runs import Transition
 from runkernel.domain.skills import SkillContext, SkillResult
 from runkernel.domain.traces import Trace
@@ -62,6 +71,15 @@ class TenantRepository(Protocol):
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
     ) -> None: ...
     def principal_for(self, key_hash: str) -> tuple[Principal, str] | None: ...
+    def lock(self, tenant_id: str) -> None:
+        """Hold the tenant's row until the transaction ends (serializes key changes)."""
+
+    def keys(self, tenant_id: str) -> list[ApiKey]: ...
+    def get_key(self, key_id: str, *, tenant_id: str | None) -> ApiKey | None:
+        """``tenant_id=None``: any tenant's key (operators)."""
+
+    def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        """False when the key is revoked already (a concurrent revoke won)."""
 
 
 class AgentRepository(Protocol):
@@ -75,6 +93,10 @@ class RunRepository(Protocol):
     def add(self, run: Run, transitions: Sequence[Transition]) -> None: ...
     def get(self, tenant_id: str, run_id: str, *, details: bool = True) -> Run | None: ...
     def get_for_worker(self, run_id: str) -> Run | None: ...
+    def lock(self, run_id: str) -> None:
+        """Hold the run's row until the transaction ends (the audit sweep against a
+        concurrent completion)."""
+
     def find_by_idempotency_key(self, tenant_id: str, key: str) -> Run | None: ...
     def search(
         self,
@@ -309,6 +331,9 @@ class AuditRepository(Protocol):
     def save_reconciliation(
         self, result: ReconciliationResult, tenant_id: str | None, *, replace: bool = False
     ) -> bool: ...
+    def expectations(self, run_id: str) -> list[AuditExpectation]: ...
+    def acks(self, run_id: str) -> list[DomainAck]: ...
+    def reconciliation(self, run_id: str) -> ReconciliationResult | None: ...
     def hand_off_acks(self, acks: Sequence[DomainAck]) -> None:
         """Acks for a non-SQL audit store, kept in this transaction until an
         ``AckForwarder`` has copied them to the store (DESIGN invariant 9)."""

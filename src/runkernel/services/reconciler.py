@@ -6,6 +6,15 @@ opens a STALE_RUN or AUDIT_MISSING incident and writes ``audit.reconciliation.*`
 With the SQL audit store all of that is one transaction, and storing the result is what
 makes a run "done": of two sweepers, exactly one wins it, so each run gets one incident
 and one set of events however many sweeps run.
+
+A run may still finish after the sweep called it stale (a slow worker, a reclaim). Its
+completion then calls :func:`settle_finished_run` in the completion's own transaction:
+the stored result is reconciled again and replaced, what is still not clean is flagged,
+and the STALE_RUN incident is resolved with a note, so the stored verdict and the live
+one never disagree. The sweep reads a run's record only after locking the run's row,
+which the completion holds from its first write: each sees all of the other or none.
+With a non-SQL store the acks reach the store after the commit, so the store's result is
+re-evaluated when they do (``AckForwarder``) and the note says so.
 """
 
 from __future__ import annotations
@@ -14,14 +23,23 @@ import logging
 import time
 from typing import Protocol
 
-from runkernel.domain import events
+from runkernel.domain import events, incidents
 from runkernel.domain.audit import ReconciliationResult, reconcile
 from runkernel.domain.events import new_event
 from runkernel.domain.ids import new_id
-from runkernel.domain.incidents import Incident, audit_missing_incident, stale_incident
+from runkernel.domain.incidents import (
+    Category,
+    Incident,
+    IncidentStatus,
+    audit_missing_incident,
+    stale_incident,
+)
+from runkernel.services.incidents import resolved_event
 from runkernel.services.ports import AuditStore, Clock, UnitOfWork, UnitOfWorkFactory, WakeupSignal
 
 log = logging.getLogger(__name__)
+
+RESOLVED_BY = "runkernel"  # the resolver named in incident.resolved when no key did it
 
 
 class ReconcileMetrics(Protocol):
@@ -72,57 +90,106 @@ class AuditReconciler:
 
     def _settle(self, run_id: str) -> ReconciliationResult | None:
         now = self._clock.now_ms()
+        if self._in_db:
+            return self._settle_in_database(run_id, now)
         expectations = self._store.expectations(run_id)
         result = reconcile(expectations, self._store.acks(run_id), now_ms=now)
         tenant_id = expectations[0].tenant_id if expectations else None
         with self._uow() as uow:
-            if self._in_db and not uow.audit.save_reconciliation(result, tenant_id):
-                return None  # another sweeper stored it first
             if not result.is_clean():
-                self._flag(uow, result, tenant_id, now)
+                flag(uow, result, tenant_id, now)
             uow.commit()
         # Another store is told only after the incident committed: if the sweep dies in
         # between, the run is still pending and the next sweep redoes it (the incident's
         # uniqueness keeps that to one incident and one set of events).
-        if not self._in_db and not self._store.save_reconciliation(result, tenant_id):
+        if not self._store.save_reconciliation(result, tenant_id):
             return None
-        if not result.is_clean():
-            log.warning(
-                "run %s is %s: missing %s, drift %s",
-                run_id,
-                result.status.value,
-                result.missing_actions,
-                result.drift_actions,
-            )
+        _log_unclean(result)
         return result
 
-    def _flag(
-        self, uow: UnitOfWork, result: ReconciliationResult, tenant_id: str | None, now: int
-    ) -> None:
-        missing = tuple(f"{d}/{a}" for d, a in result.missing_actions)
-        incident: Incident
-        if result.stale_run:
-            incident = stale_incident(result.run_id, tenant_id, missing, now_ms=now, new_id=new_id)
-        else:
-            drift = tuple(f"{d}/{a}" for d, a in result.drift_actions)
-            incident = audit_missing_incident(
-                result.run_id, tenant_id, missing, drift_actions=drift, now_ms=now, new_id=new_id
-            )
-        if not uow.incidents.add(incident):
-            return  # flagged by an earlier sweep that could not store its result
-        payload = {"reconciliation": result.to_dict(), "incident_id": incident.id}
-        topics = []
-        if result.stale_run:
-            topics.append(events.AUDIT_RECONCILIATION_STALE)
-        if result.missing_actions and not result.stale_run:
-            topics.append(events.AUDIT_RECONCILIATION_MISSING)
-        if result.drift_actions:
-            topics.append(events.AUDIT_RECONCILIATION_DRIFT)
-        uow.outbox.add(
-            [
-                new_event(
-                    topic, tenant_id=tenant_id, run_id=result.run_id, payload=payload, now_ms=now
-                )
-                for topic in topics
-            ]
+    def _settle_in_database(self, run_id: str, now: int) -> ReconciliationResult | None:
+        with self._uow() as uow:
+            # Read after the lock: a completion of this run commits wholly before this
+            # reconciliation or sees its stored result (settle_finished_run).
+            uow.runs.lock(run_id)
+            expectations = uow.audit.expectations(run_id)
+            result = reconcile(expectations, uow.audit.acks(run_id), now_ms=now)
+            tenant_id = expectations[0].tenant_id if expectations else None
+            if not uow.audit.save_reconciliation(result, tenant_id):
+                return None  # another sweeper stored it first
+            if not result.is_clean():
+                flag(uow, result, tenant_id, now)
+            uow.commit()
+        _log_unclean(result)
+        return result
+
+
+def settle_finished_run(
+    uow: UnitOfWork,
+    run_id: str,
+    tenant_id: str,
+    *,
+    status: str,
+    now_ms: int,
+    store_in_database: bool,
+) -> None:
+    """In the transaction that makes a run final, after its acks: if the audit sweep
+    already judged the run, judge it again and resolve its STALE_RUN incident."""
+    verdict = None
+    if store_in_database:
+        if uow.audit.reconciliation(run_id) is None:
+            return  # not swept: no stored result, and so no STALE_RUN incident either
+        result = reconcile(uow.audit.expectations(run_id), uow.audit.acks(run_id), now_ms=now_ms)
+        uow.audit.save_reconciliation(result, tenant_id, replace=True)
+        if not result.is_clean():
+            flag(uow, result, tenant_id, now_ms)
+        verdict = result.status.value
+    note = incidents.stale_run_finished_note(status, verdict)
+    for found in uow.incidents.for_run(run_id):
+        if found.category is not Category.STALE_RUN or found.status is IncidentStatus.RESOLVED:
+            continue
+        resolved = incidents.resolve(found, now_ms, note=note)
+        # A person resolving it at this very moment wins; theirs is as good as ours.
+        if uow.incidents.update(resolved, expected_status=found.status):
+            uow.outbox.add([resolved_event(resolved, resolved_by=RESOLVED_BY, now_ms=now_ms)])
+
+
+def flag(uow: UnitOfWork, result: ReconciliationResult, tenant_id: str | None, now: int) -> None:
+    """The incident and ``audit.reconciliation.*`` events of a result that is not clean,
+    once per run and category (a repeat finds the incident there and adds nothing)."""
+    missing = tuple(f"{d}/{a}" for d, a in result.missing_actions)
+    incident: Incident
+    if result.stale_run:
+        incident = stale_incident(result.run_id, tenant_id, missing, now_ms=now, new_id=new_id)
+    else:
+        drift = tuple(f"{d}/{a}" for d, a in result.drift_actions)
+        incident = audit_missing_incident(
+            result.run_id, tenant_id, missing, drift_actions=drift, now_ms=now, new_id=new_id
+        )
+    if not uow.incidents.add(incident):
+        return  # flagged by an earlier sweep that could not store its result
+    payload = {"reconciliation": result.to_dict(), "incident_id": incident.id}
+    topics = []
+    if result.stale_run:
+        topics.append(events.AUDIT_RECONCILIATION_STALE)
+    if result.missing_actions and not result.stale_run:
+        topics.append(events.AUDIT_RECONCILIATION_MISSING)
+    if result.drift_actions:
+        topics.append(events.AUDIT_RECONCILIATION_DRIFT)
+    uow.outbox.add(
+        [
+            new_event(topic, tenant_id=tenant_id, run_id=result.run_id, payload=payload, now_ms=now)
+            for topic in topics
+        ]
+    )
+
+
+def _log_unclean(result: ReconciliationResult) -> None:
+    if not result.is_clean():
+        log.warning(
+            "run %s is %s: missing %s, drift %s",
+            result.run_id,
+            result.status.value,
+            result.missing_actions,
+            result.drift_actions,
         )

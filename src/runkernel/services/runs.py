@@ -9,6 +9,7 @@ from typing import Any
 
 from runkernel.domain.audit import AuditExpectation, create_run_expectations
 from runkernel.domain.ids import new_id
+from runkernel.domain.permissions import Permission, require
 from runkernel.domain.plans import parse_plan
 from runkernel.domain.records import Principal, Run, RunBudget
 from runkernel.domain.runs import Phase, RunStatus, is_terminal, path, transition
@@ -95,6 +96,7 @@ class RunService:
 
         A run the agent's budget cannot pay for is recorded FAILED (failed_policy), never
         dropped, so the denial stays inspectable."""
+        require(principal, Permission.SUBMIT_RUN)
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise ValidationError("idempotency_key must be 1-200 characters")
         try:
@@ -179,6 +181,7 @@ class RunService:
         return Submitted(run, created=True)
 
     def get(self, principal: Principal, run_id: str) -> Run:
+        require(principal, Permission.READ_RUNS)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id)
         if run is None:
@@ -195,6 +198,7 @@ class RunService:
         cursor: str | None = None,
     ) -> tuple[list[Run], str | None]:
         """One page of runs, newest first, and the cursor of the next page (or None)."""
+        require(principal, Permission.READ_RUNS)
         if status is not None and status not in {s.value for s in RunStatus}:
             raise ValidationError(
                 f"unknown status {status!r}; one of {', '.join(s.value for s in RunStatus)}"
@@ -216,6 +220,7 @@ class RunService:
     def cancel(self, principal: Principal, run_id: str) -> Run:
         """Cancel a queued run at once; ask the worker of a running one to stop at the
         next step boundary."""
+        require(principal, Permission.CANCEL_RUN)
         now = self._clock.now_ms()
         with self._uow() as uow:
             run = uow.runs.get(principal.tenant_id, run_id, details=False)

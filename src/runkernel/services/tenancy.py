@@ -1,25 +1,32 @@
 """Tenants, API keys and agents. Keys are shown once and stored as SHA-256 hashes
-(they are 256-bit random tokens, so a slow password hash would add nothing)."""
+(they are 256-bit random tokens, so a slow password hash would add nothing); listings
+show a key's id, prefix, role and dates, never the secret or its hash.
+
+Every request authenticates against the database: there is no cache of keys, so a
+revoked key is refused by the very next request."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
-from runkernel.domain.records import Agent, Principal, Role, Tenant
+from runkernel.domain.permissions import Permission, require
+from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant
 from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     AuthenticationError,
     ConflictError,
+    NotFoundError,
     PermissionDeniedError,
     ValidationError,
 )
 from runkernel.services.ports import Clock, TenantRepository, UnitOfWorkFactory
 
 KEY_PREFIX = "rk_"
+PREFIX_CHARS = 10  # of the secret, stored and listed so a holder can tell keys apart
 MAX_MICROS = 2**62  # fits a BIGINT column with room for sums
 
 
@@ -33,7 +40,29 @@ class NewTenant:
     api_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key just made: ``api_key`` is its secret, shown this once and kept nowhere."""
+
+    key: ApiKey
+    api_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    new: NewKey
+    revoked: ApiKey
+
+
 class Tenancy:
+    """Tenants, keys and agents. Key changes come in two scopes: a tenant's admin key
+    acts on its own tenant's keys only (another tenant's key is "not found"), and operators
+    (the CLI, ``tenant_id=None`` below) on any tenant's.
+
+    Rotation has no grace period: the old key is revoked in the transaction that makes the
+    new one. A client that must not miss a request creates a second key first, switches
+    to it, then revokes the first."""
+
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
@@ -47,31 +76,96 @@ class Tenancy:
             if uow.tenants.get_by_name(name) is not None:
                 raise ConflictError(f"a tenant named {name!r} already exists")
             uow.tenants.add(tenant)
-            api_key = self._add_key(uow.tenants, tenant.id, Role.ADMIN, now)
+            made = self._add_key(uow.tenants, tenant.id, Role.ADMIN, now)
             uow.commit()
-        return NewTenant(tenant, api_key)
+        return NewTenant(tenant, made.api_key)
 
     def create_api_key(self, tenant_id: str, role: Role) -> str:
+        """Operators: another key of any tenant; its secret."""
+        return self._create_key(tenant_id, role).api_key
+
+    # -- a tenant's own keys (an admin key) ---------------------------------------------
+    def list_keys(self, principal: Principal) -> list[ApiKey]:
+        require(principal, Permission.MANAGE_KEYS)
+        with self._uow(read_only=True) as uow:
+            return uow.tenants.keys(principal.tenant_id)
+
+    def create_key(self, principal: Principal, role: Role) -> NewKey:
+        require(principal, Permission.MANAGE_KEYS)
+        return self._create_key(principal.tenant_id, role)
+
+    def revoke_key(self, principal: Principal, key_id: str) -> ApiKey:
+        require(principal, Permission.MANAGE_KEYS)
+        return self._revoke(key_id, principal.tenant_id)
+
+    def rotate_key(self, principal: Principal, key_id: str) -> Rotation:
+        require(principal, Permission.MANAGE_KEYS)
+        return self._rotate(key_id, principal.tenant_id)
+
+    # -- operators: any tenant's keys ------------------------------------------------------
+    def keys_of(self, tenant_id: str) -> list[ApiKey]:
+        with self._uow(read_only=True) as uow:
+            if uow.tenants.get(tenant_id) is None:
+                raise ValidationError(f"no tenant {tenant_id!r}")
+            return uow.tenants.keys(tenant_id)
+
+    def revoke(self, key_id: str) -> ApiKey:
+        return self._revoke(key_id, None)
+
+    def rotate(self, key_id: str) -> Rotation:
+        return self._rotate(key_id, None)
+
+    def _create_key(self, tenant_id: str, role: Role) -> NewKey:
         now = self._clock.now_ms()
         with self._uow() as uow:
             if uow.tenants.get(tenant_id) is None:
                 raise ValidationError(f"no tenant {tenant_id!r}")
-            api_key = self._add_key(uow.tenants, tenant_id, role, now)
+            made = self._add_key(uow.tenants, tenant_id, role, now)
             uow.commit()
-        return api_key
+        return made
+
+    def _revoke(self, key_id: str, tenant_id: str | None) -> ApiKey:
+        now = self._clock.now_ms()
+        with self._uow() as uow:
+            key = _live_key(uow.tenants, key_id, tenant_id)
+            others = [
+                k
+                for k in uow.tenants.keys(key.tenant_id)
+                if k.role is Role.ADMIN and not k.revoked and k.id != key.id
+            ]
+            if key.role is Role.ADMIN and not others:
+                # Over the API nobody could make a new admin key afterwards.
+                raise ConflictError(
+                    f"key {key_id} is the tenant's last admin key: rotate it, or create "
+                    "another admin key first",
+                    code="last_admin_key",
+                )
+            _revoke_now(uow.tenants, key, now)
+            uow.commit()
+        return replace(key, revoked_at_ms=now)
+
+    def _rotate(self, key_id: str, tenant_id: str | None) -> Rotation:
+        now = self._clock.now_ms()
+        with self._uow() as uow:
+            key = _live_key(uow.tenants, key_id, tenant_id)
+            made = self._add_key(uow.tenants, key.tenant_id, key.role, now)
+            _revoke_now(uow.tenants, key, now)
+            uow.commit()
+        return Rotation(made, replace(key, revoked_at_ms=now))
 
     @staticmethod
-    def _add_key(repo: TenantRepository, tenant_id: str, role: Role, now_ms: int) -> str:
+    def _add_key(repo: TenantRepository, tenant_id: str, role: Role, now_ms: int) -> NewKey:
         api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(new_id("key"), tenant_id, api_key[:PREFIX_CHARS], role, now_ms)
         repo.add_key(
-            key_id=new_id("key"),
+            key_id=key.id,
             tenant_id=tenant_id,
             key_hash=hash_key(api_key),
-            prefix=api_key[:10],
+            prefix=key.prefix,
             role=role,
             now_ms=now_ms,
         )
-        return api_key
+        return NewKey(key, api_key)
 
     def authenticate(self, api_key: str | None) -> Principal:
         if not api_key:
@@ -86,9 +180,7 @@ class Tenancy:
         return principal
 
     def create_agent(self, principal: Principal, name: str, budget_usd: float | str) -> Agent:
-        if principal.role is not Role.ADMIN:
-            # An agent's budget is money: only a tenant admin may set one.
-            raise PermissionDeniedError("creating an agent needs an admin key")
+        require(principal, Permission.CREATE_AGENT)
         name = _name(name, "agent")
         try:
             budget = usd_to_micros(budget_usd)
@@ -105,12 +197,35 @@ class Tenancy:
         return agent
 
     def get_agent(self, principal: Principal, agent_id: str) -> Agent | None:
+        require(principal, Permission.READ_AGENTS)
         with self._uow(read_only=True) as uow:
             return uow.agents.get(principal.tenant_id, agent_id)
 
     def list_agents(self, principal: Principal) -> list[Agent]:
+        require(principal, Permission.READ_AGENTS)
         with self._uow(read_only=True) as uow:
             return uow.agents.for_tenant(principal.tenant_id)
+
+
+def _live_key(repo: TenantRepository, key_id: str, tenant_id: str | None) -> ApiKey:
+    """The unrevoked key ``key_id``, with its tenant locked so that key changes of one
+    tenant run one after the other (the last-admin rule counts the tenant's keys)."""
+    key = repo.get_key(key_id, tenant_id=tenant_id)
+    if key is None:
+        raise NotFoundError(f"no key {key_id!r}")
+    if key.revoked:
+        raise _revoked(key_id)
+    repo.lock(key.tenant_id)
+    return key
+
+
+def _revoke_now(repo: TenantRepository, key: ApiKey, now_ms: int) -> None:
+    if not repo.revoke_key(key.id, now_ms):  # revoked by someone else since it was read
+        raise _revoked(key.id)
+
+
+def _revoked(key_id: str) -> ConflictError:
+    return ConflictError(f"key {key_id} is revoked already", code="key_revoked")
 
 
 def _name(raw: str, what: str) -> str:

@@ -69,6 +69,7 @@ class SqlIncidentRepository:
             .where(incidents.c.id == incident.id, incidents.c.status == expected_status.value)
             .values(
                 status=incident.status.value,
+                detail=incident.detail,
                 updated_at_ms=incident.updated_at_ms,
                 resolved_at_ms=incident.resolved_at_ms,
             )

@@ -136,6 +136,11 @@ class SqlRunRepository:
         row = self._conn.execute(select(runs).where(runs.c.id == run_id)).first()
         return self._with_details(row) if row else None
 
+    def lock(self, run_id: str) -> None:
+        """Hold the run's row until the transaction ends, as a completion's write of it
+        does (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes every writer)."""
+        self._conn.execute(select(runs.c.id).where(runs.c.id == run_id).with_for_update())
+
     def find_by_idempotency_key(self, tenant_id: str, key: str) -> Run | None:
         row = self._conn.execute(
             select(runs).where(runs.c.tenant_id == tenant_id, runs.c.idempotency_key == key)

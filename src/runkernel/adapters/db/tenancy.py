@@ -3,11 +3,13 @@ connection and never commits, rolls back or begins (DESIGN invariant 3)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, insert, select
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from runkernel.adapters.db.rows import agent_from_row
 from runkernel.adapters.db.tables import agents, api_keys, tenants
-from runkernel.domain.records import Agent, Principal, Role, Tenant
+from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant
 
 # Read at every submission (authorization).
 _GET_AGENT = select(agents).where(
@@ -61,6 +63,40 @@ class SqlTenantRepository:
         if row is None:
             return None
         return Principal(row.tenant_id, row.id, Role(row.role)), row.status
+
+    def lock(self, tenant_id: str) -> None:
+        # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers.
+        self._conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update())
+
+    def keys(self, tenant_id: str) -> list[ApiKey]:
+        rows = self._conn.execute(
+            select(api_keys)
+            .where(api_keys.c.tenant_id == tenant_id)
+            .order_by(api_keys.c.created_at_ms, api_keys.c.id)
+        )
+        return [_key(r) for r in rows]
+
+    def get_key(self, key_id: str, *, tenant_id: str | None) -> ApiKey | None:
+        query = select(api_keys).where(api_keys.c.id == key_id)
+        if tenant_id is not None:
+            query = query.where(api_keys.c.tenant_id == tenant_id)
+        row = self._conn.execute(query).first()
+        return _key(row) if row else None
+
+    def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        result = self._conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at_ms.is_(None))
+            .values(revoked_at_ms=now_ms)
+        )
+        return result.rowcount == 1
+
+
+def _key(row: Row[Any]) -> ApiKey:
+    # Never the hash: an ApiKey has no field for it, so nothing built from one can leak it.
+    return ApiKey(
+        row.id, row.tenant_id, row.prefix, Role(row.role), row.created_at_ms, row.revoked_at_ms
+    )
 
 
 class SqlAgentRepository:

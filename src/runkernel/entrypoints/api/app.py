@@ -11,11 +11,13 @@ from runkernel.entrypoints.api import (
     routes_agents,
     routes_audit,
     routes_incidents,
+    routes_keys,
     routes_lessons,
     routes_metrics,
     routes_policies,
     routes_runs,
 )
+from runkernel.entrypoints.api.auth import rate_limiter
 from runkernel.entrypoints.api.docs import install as install_docs
 from runkernel.entrypoints.api.errors import install as install_error_handlers
 from runkernel.entrypoints.api.limits import BodyLimitMiddleware
@@ -41,6 +43,7 @@ def create_app(kernel: Kernel) -> FastAPI:
     )
     app.state.kernel = kernel
     app.state.governance = GovernanceServices.of(kernel)
+    app.state.rate_limiter = rate_limiter(kernel)  # per process: see services.rate_limits
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
@@ -50,6 +53,7 @@ def create_app(kernel: Kernel) -> FastAPI:
     app.include_router(routes_incidents.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_lessons.router)
+    app.include_router(routes_keys.router)
     app.include_router(routes_metrics.router)
     # Outermost, so an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimitMiddleware, max_bytes=kernel.settings.max_payload_bytes)

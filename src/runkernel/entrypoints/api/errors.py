@@ -8,6 +8,7 @@ malformed bodies get the same shape, so a client needs one error parser.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from runkernel.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RateLimitedError,
     RunkernelError,
     StorageUnavailableError,
     ValidationError,
@@ -38,6 +40,7 @@ STATUS: Mapping[type[RunkernelError], int] = {
     PermissionDeniedError: 403,
     NotFoundError: 404,
     ConflictError: 409,
+    RateLimitedError: 429,
     StorageUnavailableError: 503,
 }
 
@@ -80,6 +83,8 @@ async def _runkernel_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RateLimitedError):  # whole seconds, rounded up: never too early
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return error_response(status, exc.code, exc.message, headers)
 
 

@@ -182,7 +182,8 @@ def error_doc(description: str) -> dict[str, Any]:
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: error_doc("missing or unknown API key"),
-    403: error_doc("the key's tenant is not active"),
+    403: error_doc("the key's role may not do this (README: Roles), or its tenant is not active"),
     404: error_doc("nothing of that id is visible to this tenant"),
     422: error_doc("invalid request"),
+    429: error_doc("over the key's or tenant's rate limit; retry after `Retry-After` seconds"),
 }

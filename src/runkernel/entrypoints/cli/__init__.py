@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from runkernel.entrypoints.cli import audit, demo, remote, server
+from runkernel.entrypoints.cli import audit, demo, keys, remote, server
 from runkernel.entrypoints.cli.console import widen_when_piped
 from runkernel.entrypoints.cli.errors import ErrorHandlingGroup
 
@@ -37,7 +37,7 @@ app.command()(audit.reconcile)
 app.command()(audit.audit)
 app.add_typer(server.db_app, name="db")
 app.add_typer(server.tenants_app, name="tenants", no_args_is_help=True)
-app.add_typer(server.keys_app, name="keys", no_args_is_help=True)
+app.add_typer(keys.keys_app, name="keys", no_args_is_help=True)
 app.add_typer(remote.agents_app, name="agents")
 app.command()(remote.submit)
 app.command()(remote.runs)

@@ -14,6 +14,9 @@ import httpx
 from runkernel.entrypoints.cli.errors import ApiError, CliError, ServerUnreachable
 
 FINAL_PHASES = frozenset({"COMPLETED", "FAILED"})
+# A 429 is refused before the API does anything, so any request may be sent again.
+RATE_LIMIT_RETRIES = 5
+LONGEST_WAIT_S = 30.0
 
 JsonObject = dict[str, Any]
 
@@ -23,10 +26,18 @@ def is_final(run: JsonObject) -> bool:
 
 
 class ApiClient:
-    def __init__(self, url: str, api_key: str | None, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        self._sleep = sleep
 
     def close(self) -> None:
         self._http.close()
@@ -116,14 +127,12 @@ class ApiClient:
         return body
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
-            raise ServerUnreachable(self.url, _reason(exc)) from exc
-        except httpx.HTTPError as exc:  # reached, but the exchange broke (read timeout, reset)
-            raise CliError(
-                f"{method} {self.url}{path}: {_reason(exc)}", code="request_failed"
-            ) from exc
+        response = self._send(method, path, **kwargs)
+        for _ in range(RATE_LIMIT_RETRIES):
+            if response.status_code != 429:
+                break
+            self._sleep(_retry_after_s(response))
+            response = self._send(method, path, **kwargs)
         if response.is_success:
             try:
                 return response.json()
@@ -132,6 +141,24 @@ class ApiClient:
                     response.status_code, "bad_response", f"{method} {path}: not JSON"
                 ) from exc
         raise _api_error(response)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+            raise ServerUnreachable(self.url, _reason(exc)) from exc
+        except httpx.HTTPError as exc:  # reached, but the exchange broke (read timeout, reset)
+            raise CliError(
+                f"{method} {self.url}{path}: {_reason(exc)}", code="request_failed"
+            ) from exc
+
+
+def _retry_after_s(response: httpx.Response) -> float:
+    try:
+        wait = float(response.headers.get("Retry-After", "1"))
+    except ValueError:  # an HTTP date or junk from something in between: wait a second
+        wait = 1.0
+    return min(max(wait, 0.0), LONGEST_WAIT_S)
 
 
 def _reason(exc: httpx.HTTPError) -> str:

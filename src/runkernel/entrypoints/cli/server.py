@@ -1,5 +1,5 @@
 """Commands that run the kernel or talk to its database directly: ``serve``, ``api``,
-``worker``, ``db``, ``tenants`` and ``keys``.
+``worker``, ``db`` and ``tenants`` (``keys`` is :mod:`runkernel.entrypoints.cli.keys`).
 
 Schema rule: on the embedded SQLite default every one of them migrates first (one machine,
 one file: nothing to coordinate); on PostgreSQL only ``db upgrade`` or ``--migrate`` does,
@@ -20,7 +20,6 @@ from rich.panel import Panel
 from runkernel.adapters.db import migrate as migrations
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.config import Settings
-from runkernel.domain.records import Role
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stdout
 from runkernel.entrypoints.cli.errors import CliError
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants (direct database access, for operators).")
-keys_app = typer.Typer(help="API keys (direct database access, for operators).")
 
 
 @contextmanager
@@ -178,7 +176,7 @@ def db_current(database_url: opt.DatabaseUrl = None) -> None:
     stdout.print(f"revision {current or 'none'} ({state})")
 
 
-# -- tenants and keys -----------------------------------------------------------------
+# -- tenants ------------------------------------------------------------------------
 @tenants_app.command("create")
 def tenants_create(
     name: Annotated[str, typer.Argument(help="unique tenant name")],
@@ -200,19 +198,3 @@ def tenants_create(
             title="tenant created",
         )
     )
-
-
-@keys_app.command("create")
-def keys_create(
-    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
-    role: Annotated[Role, typer.Option("--role", help="admin or user")] = Role.USER,
-    as_json: opt.Json = False,
-    database_url: opt.DatabaseUrl = None,
-) -> None:
-    """Create another API key of a tenant (shown only once)."""
-    with open_kernel(opt.build_settings(database_url=database_url)) as kernel:
-        api_key = kernel.tenancy.create_api_key(tenant, role)
-    if as_json:
-        print(json.dumps({"tenant_id": tenant, "role": role.value, "api_key": api_key}))
-        return
-    stdout.print(f"{role.value} key of {tenant}: [bold green]{api_key}[/] (shown only once)")
