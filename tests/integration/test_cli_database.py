@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from typer.testing import CliRunner
 
 from conftest import make_settings
 from e2e.processes import Process, free_port, wait_healthy
 from runkernel.adapters.db import migrate
+from runkernel.adapters.db.engine import Database
 from runkernel.bootstrap import build_kernel
 from runkernel.entrypoints.cli import app
 
@@ -118,15 +121,26 @@ def test_a_sqlite_file_without_the_schema_is_refused_not_migrated(tmp_path: Path
 def test_a_schema_behind_is_refused_on_both_databases(database_url: str) -> None:
     kernel = build_kernel(make_settings(database_url))
     try:
-        migrate.upgrade(kernel.db, "0003")
+        kernel.migrate()
+        downgrade(kernel.db, "0003")  # as if this runkernel were newer than the database
+        code, out, err = invoke("reconcile", "--json", "--database-url", database_url)
+        assert code == 1 and out == ""
+        assert "schema_not_current" in err and "at 0003" in err and "runkernel db upgrade" in err
+        assert migrate.current_revision(kernel.db) == "0003"  # refused, not migrated
+        assert invoke("db", "upgrade", "--database-url", database_url)[0] == 0
+        code, out, err = invoke("reconcile", "--json", "--database-url", database_url)
+        assert (code, json.loads(out)) == (0, [])
     finally:
+        kernel.migrate()  # the session's PostgreSQL database stays at head for other tests
         kernel.close()
-    code, out, err = invoke("reconcile", "--json", "--database-url", database_url)
-    assert code == 1 and out == ""
-    assert "schema_not_current" in err and "at 0003" in err and "runkernel db upgrade" in err
-    assert invoke("db", "upgrade", "--database-url", database_url)[0] == 0
-    code, out, err = invoke("reconcile", "--json", "--database-url", database_url)
-    assert (code, json.loads(out)) == (0, [])
+
+
+def downgrade(db: Database, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
 
 
 def test_serve_creates_its_embedded_file_and_says_so(tmp_path: Path) -> None:
