@@ -6,11 +6,11 @@ stranded halfway:
 
 - :func:`serve_forever` blocks the main thread until SIGTERM or SIGINT (``runkernel serve``,
   ``runkernel api``).
+- :class:`BackgroundServer` runs uvicorn in a thread on an already bound socket, so the
+  caller knows the URL before it starts (``runkernel demo``, tests).
 
 Both listen on a socket bound before anything else starts: a port already in use fails the
 process before a worker could claim a run.
-- :class:`BackgroundServer` runs uvicorn in a thread on an already bound socket, so the
-  caller knows the URL before it starts (``runkernel demo``, tests).
 """
 
 from __future__ import annotations
