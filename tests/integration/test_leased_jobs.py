@@ -168,8 +168,12 @@ def test_two_processes_share_the_jobs_one_holder_each(database_url: str) -> None
     try:
         for s in services:
             s.start()
-        for name in (leases.RELAY, leases.SWEEP):
-            wait_until(lambda n=name: lease_row(first, n), timeout=10, what=f"{name} held")
+        # A holder's job starts just after its acquisition commits: wait for both.
+        wait_until(
+            lambda: all(any(s.jobs[i].holding for s in services) for i in (0, 1)),
+            timeout=10,
+            what="each job to have a holder",
+        )
         for index, name in enumerate((leases.RELAY, leases.SWEEP)):
             row = lease_row(first, name)
             assert row is not None
