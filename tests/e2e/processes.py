@@ -61,13 +61,16 @@ def create_tenant(name: str, env: dict[str, str]) -> dict[str, str]:
 class Process:
     """A long-running runkernel process whose output goes to a log file under tmp."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], tmp: Path, *, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.log_path = tmp / f"{name}.log"
         self._log = self.log_path.open("w")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "runkernel", *args],
             env=env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,

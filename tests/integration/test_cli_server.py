@@ -25,9 +25,9 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_db_upgrade_brings_a_new_database_to_head(sqlite_url: str) -> None:
-    code, out, _ = invoke("db", "current", "--database-url", sqlite_url)
-    assert code == 0
-    assert "revision none" in out and "runkernel db upgrade" in out
+    code, _, err = invoke("db", "current", "--database-url", sqlite_url)
+    assert code == 1
+    assert "database_missing" in err and "runkernel db upgrade" in err
 
     code, out, _ = invoke("db", "upgrade", "--database-url", sqlite_url)
     assert code == 0, out
@@ -50,8 +50,7 @@ def test_db_url_comes_from_the_environment_too(sqlite_url: str) -> None:
 
 
 def test_tenants_create_json_prints_a_working_admin_key(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        assert invoke("db", "upgrade", "--database-url", database_url)[0] == 0
+    assert invoke("db", "upgrade", "--database-url", database_url)[0] == 0
     code, out, err = invoke("tenants", "create", "acme", "--json", "--database-url", database_url)
     assert code == 0, err
     created = json.loads(out)
@@ -67,6 +66,7 @@ def test_tenants_create_json_prints_a_working_admin_key(database_url: str) -> No
 
 
 def test_keys_create_adds_a_user_key(sqlite_url: str) -> None:
+    assert invoke("db", "upgrade", "--database-url", sqlite_url)[0] == 0
     tenant = json.loads(
         invoke("tenants", "create", "acme", "--json", "--database-url", sqlite_url)[1]
     )
@@ -102,6 +102,7 @@ def test_keys_create_adds_a_user_key(sqlite_url: str) -> None:
 def test_operator_errors_are_one_red_line_not_a_traceback(
     sqlite_url: str, args: list[str], code: str
 ) -> None:
+    assert invoke("db", "upgrade", "--database-url", sqlite_url)[0] == 0
     assert invoke("tenants", "create", "acme", "--database-url", sqlite_url)[0] == 0
     exit_code, out, err = invoke(*args, "--database-url", sqlite_url)
     assert exit_code == 1

@@ -18,6 +18,7 @@ DRIVER_MODULES = [
     "adapters/db/traces.py",
     "adapters/db/lessons.py",
     "adapters/db/outbox.py",
+    "adapters/db/leases.py",
     "adapters/audit_store/repository.py",
 ]
 FORBIDDEN_CALLS = {"commit", "rollback", "begin", "create_engine", "begin_nested"}

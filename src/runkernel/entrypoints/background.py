@@ -3,16 +3,23 @@ only after commit), the ack forwarder (with a non-SQL audit store, acks a store 
 left in the database reach the store once it is back) and the audit sweep (runs past
 their deadline are reconciled).
 
-``serve`` runs both next to its worker pool; ``runkernel reconciler`` runs the sweep
-alone, so a run is still flagged when every worker is dead.
+Each loop has one doer at a time across all processes on the database: whoever holds its
+process lease (:mod:`runkernel.entrypoints.leases`). ``serve`` and ``worker`` offer all
+of them; ``runkernel relay`` and ``runkernel reconciler`` offer theirs alone, so a job is
+still done when every worker is dead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+from collections.abc import Callable
 
 from runkernel.bootstrap import Kernel
+from runkernel.entrypoints import leases
+from runkernel.entrypoints.leases import Job, LeasedJob
 from runkernel.entrypoints.relay import RelayRunner
 from runkernel.services.ack_forwarder import AckForwarder
 
@@ -84,36 +91,76 @@ class AckForwarderRunner:
 
 
 class BackgroundServices:
-    def __init__(self, kernel: Kernel, *, relay: bool = True, reconciler: bool = True) -> None:
-        self.relay = (
-            RelayRunner(
-                kernel.relay,
-                wakeup=kernel.relay_wakeup,
-                poll_interval_s=kernel.settings.relay_interval_s,
-            )
-            if relay
-            else None
+    """The loops a process offers to do, each behind its lease: the relay (with the ack
+    forwarder when the audit store is not SQL) and the audit sweep."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        *,
+        relay: bool = True,
+        reconciler: bool = True,
+        holder: str | None = None,
+    ) -> None:
+        self.holder = holder or new_holder_id()
+        self.kernel = kernel
+        self.jobs: list[LeasedJob] = []
+        # Every runner a holding started, for the totals a process prints when it stops.
+        self._relays: list[RelayRunner] = []
+        self._sweeps: list[ReconcilerRunner] = []
+        if relay:
+            self._offer(leases.RELAY, self._new_relay)
+            forwarder, interval_s = kernel.ack_forwarder, kernel.settings.relay_interval_s
+            if forwarder is not None:
+                self._offer(
+                    leases.ACK_FORWARDER,
+                    lambda: AckForwarderRunner(forwarder, interval_s=interval_s),
+                )
+        if reconciler:
+            self._offer(leases.SWEEP, self._new_sweep)
+
+    def _offer(self, name: str, job: Callable[[], Job]) -> None:
+        self.jobs.append(LeasedJob(self.kernel, name, job, holder=self.holder))
+
+    def _new_relay(self) -> RelayRunner:
+        runner = RelayRunner(
+            self.kernel.relay,
+            wakeup=self.kernel.relay_wakeup,
+            poll_interval_s=self.kernel.settings.relay_interval_s,
         )
-        self.forwarder = (
-            AckForwarderRunner(kernel.ack_forwarder, interval_s=kernel.settings.relay_interval_s)
-            if relay and kernel.ack_forwarder is not None
-            else None
-        )
-        self.reconciler = ReconcilerRunner(kernel) if reconciler else None
+        self._relays.append(runner)
+        return runner
+
+    def _new_sweep(self) -> ReconcilerRunner:
+        runner = ReconcilerRunner(self.kernel)
+        self._sweeps.append(runner)
+        return runner
+
+    @property
+    def names(self) -> list[str]:
+        return [job.name for job in self.jobs]
+
+    @property
+    def published(self) -> int:
+        return sum(runner.published for runner in self._relays)
+
+    @property
+    def sweeps(self) -> int:
+        return sum(runner.sweeps for runner in self._sweeps)
+
+    @property
+    def reconciled(self) -> int:
+        return sum(runner.reconciled for runner in self._sweeps)
 
     def start(self) -> BackgroundServices:
-        if self.relay is not None:
-            self.relay.start()
-        if self.forwarder is not None:
-            self.forwarder.start()
-        if self.reconciler is not None:
-            self.reconciler.start()
+        for job in self.jobs:
+            job.start()
         return self
 
     def stop(self) -> None:
-        if self.reconciler is not None:
-            self.reconciler.stop()
-        if self.forwarder is not None:
-            self.forwarder.stop()
-        if self.relay is not None:
-            self.relay.stop()
+        for job in reversed(self.jobs):
+            job.stop()
+
+
+def new_holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"

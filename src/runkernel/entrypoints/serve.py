@@ -8,10 +8,14 @@ stranded halfway:
   ``runkernel api``).
 - :class:`BackgroundServer` runs uvicorn in a thread on an already bound socket, so the
   caller knows the URL before it starts (``runkernel demo``, tests).
+
+Both listen on a socket bound before anything else starts: a port already in use fails the
+process before a worker could claim a run.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -27,6 +31,7 @@ import uvicorn
 from runkernel.bootstrap import Kernel
 from runkernel.entrypoints.background import BackgroundServices
 from runkernel.entrypoints.worker import WorkerPool
+from runkernel.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -45,12 +50,25 @@ def _build_app(kernel: Kernel) -> FastAPI:
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket; ``port=0`` picks a free one (read it from ``getsockname``)."""
+    """A listening TCP socket; ``port=0`` picks a free one (read it from ``getsockname``).
+
+    A port in use or an address that cannot be bound is a ConfigurationError naming it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"port {port} is in use on {host}: stop what listens there or pass --port",
+                code="port_in_use",
+            ) from exc
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", code="cannot_listen"
+        ) from exc
     sock.set_inheritable(True)
     return sock
 
@@ -68,16 +86,16 @@ class _Server(uvicorn.Server):
 
 def serve_forever(
     kernel: Kernel,
+    sock: socket.socket,
     *,
-    host: str,
-    port: int,
     pool: WorkerPool | None = None,
     log_level: str = "info",
 ) -> None:
-    """Serve the API (and run ``pool``, when given) until SIGTERM or SIGINT; then stop
-    uvicorn (in-flight requests finish) and drain the pool. A second signal while
-    stopping makes uvicorn drop open connections at once."""
-    server = _Server(uvicorn.Config(_build_app(kernel), host=host, port=port, log_level=log_level))
+    """Serve the API on ``sock`` (bound by :func:`bind_socket`, so a taken port failed
+    before this) and run ``pool`` with the background loops, when given, until SIGTERM or
+    SIGINT; then stop uvicorn (in-flight requests finish) and drain the pool. A second
+    signal while stopping makes uvicorn drop open connections at once."""
+    server = _Server(uvicorn.Config(_build_app(kernel), log_level=log_level))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -90,16 +108,17 @@ def serve_forever(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     # With a pool this is the whole embedded kernel: relay and audit sweep included.
-    background = BackgroundServices(kernel) if pool is not None else None
+    background = BackgroundServices(kernel, holder=pool.worker_id) if pool is not None else None
     try:
         if pool is not None and background is not None:
             pool.start()
             background.start()
-        server.run()
+        server.run(sockets=[sock])
     finally:
         if pool is not None and background is not None:
             pool.stop()
             background.stop()
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -119,7 +138,9 @@ class BackgroundServer:
     ) -> None:
         self.kernel = kernel
         self.pool = pool
-        self.background = BackgroundServices(kernel) if pool is not None else None
+        self.background = (
+            BackgroundServices(kernel, holder=pool.worker_id) if pool is not None else None
+        )
         self._socket = bind_socket(host, port)
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from runkernel.adapters.audit_store.repository import SqlAuditRepository
 from runkernel.adapters.db.engine import READ_ONLY, Database
 from runkernel.adapters.db.incidents import SqlIncidentRepository
+from runkernel.adapters.db.leases import SqlLeaseRepository
 from runkernel.adapters.db.lessons import SqlLessonRepository
 from runkernel.adapters.db.outbox import SqlOutboxRepository
 from runkernel.adapters.db.policies import SqlPolicyRepository
@@ -55,6 +56,7 @@ class SqlUnitOfWork:
         self.lessons = SqlLessonRepository(conn)
         self.audit = SqlAuditRepository(conn)
         self.outbox = SqlOutboxRepository(conn, self._db.dialect)
+        self.leases = SqlLeaseRepository(conn)
         return self
 
     def commit(self) -> None:

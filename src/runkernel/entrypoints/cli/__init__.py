@@ -3,6 +3,7 @@
 Operators run the kernel and manage tenants directly against the database (``server``);
 tenants talk to the HTTP API with their key (``remote``); ``demo`` shows both at once;
 ``audit``, ``reconcile`` and ``reconciler`` inspect and run the audit sweep (``audit``).
+Commands on the database name the one they use and never create one implicitly.
 Every flag that overrides a setting also reads its ``RUNKERNEL_*`` variable.
 """
 
@@ -32,6 +33,7 @@ def _configure_output() -> None:
 app.command()(server.serve)
 app.command()(server.api)
 app.command()(server.worker)
+app.command()(server.relay)
 app.command()(audit.reconciler)
 app.command()(audit.reconcile)
 app.command()(audit.audit)

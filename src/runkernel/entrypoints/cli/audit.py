@@ -3,9 +3,13 @@
 ``reconciler`` (the sweep loop on its own, so a run is flagged even when every worker
 and every ``serve`` is dead).
 
-The sweep's ``audit.reconciliation.*`` events wait in the outbox for the relay of a
-``serve`` process: this process runs no relay, since its in-process bus has no
-subscribers and publishing there would mark the events delivered to nobody.
+``reconciler`` takes the sweep's process lease, the one workers and ``serve`` take: one
+process sweeps at a time, the others stand by. ``reconcile`` is an operator's explicit
+"now" (or a cron job) and takes none: two sweeps at once are safe, since storing a run's
+result claims it, so the lease only spares the database redundant loops.
+
+The sweep's ``audit.reconciliation.*`` events wait in the outbox for whichever process
+holds the relay's lease (a worker, ``serve`` or ``runkernel relay``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runkernel.domain.audit import ActionKey, ReconciliationResult
-from runkernel.entrypoints.background import ReconcilerRunner
+from runkernel.entrypoints.background import BackgroundServices, new_holder_id
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stdout
 from runkernel.entrypoints.cli.server import open_kernel, setup_logging
@@ -88,19 +92,23 @@ def reconciler(
     migrate: opt.Migrate = False,
     log_level: opt.LogLevel = "info",
 ) -> None:
-    """Run the audit sweep every interval until SIGTERM or Ctrl-C."""
+    """Run the audit sweep every interval until SIGTERM or Ctrl-C, while this process
+    holds the sweep's lease (shared with the workers: one process sweeps at a time; run
+    workers with --no-sweep to make this one the sweeper)."""
     setup_logging(log_level)
     settings = opt.build_settings(database_url=database_url, reconcile_interval_s=interval_s)
     with open_kernel(settings, migrate=migrate) as kernel:
-        runner = ReconcilerRunner(kernel)
+        holder = f"reconciler:{new_holder_id()}"
+        sweeper = BackgroundServices(kernel, relay=False, holder=holder)
         run_until_signalled(
-            runner.start,
-            runner.stop,
-            started=f"reconciler started: a sweep every {runner.interval_s:g} s",
+            sweeper.start,
+            sweeper.stop,
+            started=f"reconciler started: a sweep every {settings.reconcile_interval_s:g} s "
+            f"while {holder} holds the lease",
             stopping="stopping the sweep",
         )
     print(
-        f"reconciler stopped: {runner.sweeps} sweeps, {runner.reconciled} runs reconciled",
+        f"reconciler stopped: {sweeper.sweeps} sweeps, {sweeper.reconciled} runs reconciled",
         flush=True,
     )
 

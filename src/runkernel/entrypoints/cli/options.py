@@ -7,6 +7,7 @@ overrides; everything else keeps the default documented in :mod:`runkernel.confi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -66,7 +67,35 @@ Migrate = Annotated[
     bool,
     typer.Option(
         "--migrate/--no-migrate",
-        help="apply pending migrations first (always done on SQLite)",
+        help="apply pending migrations first, creating the database if needed "
+        "(instead of `runkernel db upgrade`)",
+    ),
+]
+WorkerRelay = Annotated[
+    bool | None,
+    typer.Option(
+        "--relay/--no-relay",
+        envvar="RUNKERNEL_WORKER_RELAY",
+        help="also run the outbox relay while this process holds its lease (default: on)",
+        show_default=False,
+    ),
+]
+WorkerSweep = Annotated[
+    bool | None,
+    typer.Option(
+        "--sweep/--no-sweep",
+        envvar="RUNKERNEL_WORKER_SWEEP",
+        help="also run the audit sweep while this process holds its lease (default: on)",
+        show_default=False,
+    ),
+]
+RelayIntervalS = Annotated[
+    float | None,
+    typer.Option(
+        "--interval-s",
+        envvar="RUNKERNEL_RELAY_INTERVAL_S",
+        help="fallback poll of the outbox [default: 1]",
+        show_default=False,
     ),
 ]
 LogLevel = Annotated[
@@ -100,8 +129,31 @@ def build_settings(**flags: Any) -> Settings:
 
 
 def display_url(database_url: str) -> str:
-    """The database URL with its password masked, for printing."""
+    """The database URL with its password masked and a SQLite file's path made absolute,
+    for printing: the operator sees which file a relative default resolved to."""
+    path = sqlite_file(database_url)
     try:
-        return make_url(database_url).render_as_string(hide_password=True)
+        url = make_url(database_url)
+        if path is not None:
+            url = url.set(database=str(path.resolve()))
+        elif url.password is None:
+            return database_url
+        return url.render_as_string(hide_password=True)
     except (ArgumentError, ValueError):  # a malformed URL fails later, with a proper message
         return database_url
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    try:
+        url = make_url(database_url)
+    except (ArgumentError, ValueError):
+        return None
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if url.query.get("uri") == "true":  # sqlite:///file:path?mode=...&uri=true
+        if url.query.get("mode") == "memory":
+            return None
+        database = database.removeprefix("file:")
+    return Path(database)

@@ -1,15 +1,22 @@
 """Commands that run the kernel or talk to its database directly: ``serve``, ``api``,
-``worker``, ``db`` and ``tenants`` (``keys`` is :mod:`runkernel.entrypoints.cli.keys`).
+``worker``, ``relay``, ``db`` and ``tenants`` (``keys`` is
+:mod:`runkernel.entrypoints.cli.keys`).
 
-Schema rule: on the embedded SQLite default every one of them migrates first (one machine,
-one file: nothing to coordinate); on PostgreSQL only ``db upgrade`` or ``--migrate`` does,
-because many processes on many machines must not race to change a shared schema.
+Which database: every command names the one it uses (on stderr, so ``--json`` output
+stays pure) and none creates one implicitly — an operator command run in the wrong
+directory must fail, not quietly make a fresh ``./runkernel.db`` and print a key the
+running server does not know. Schema rule: only ``db upgrade``, ``--migrate`` and
+``serve`` on the embedded SQLite default (one process owning its file) create or migrate
+a database; every other command needs an existing one at the current schema and says to
+run ``runkernel db upgrade`` otherwise. On PostgreSQL many processes on many machines must
+not race to change a shared schema, so even ``serve`` migrates only when asked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -20,11 +27,13 @@ from rich.panel import Panel
 from runkernel.adapters.db import migrate as migrations
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.config import Settings
+from runkernel.entrypoints.background import BackgroundServices
 from runkernel.entrypoints.cli import options as opt
-from runkernel.entrypoints.cli.console import stdout
+from runkernel.entrypoints.cli.console import stderr, stdout
 from runkernel.entrypoints.cli.errors import CliError
 from runkernel.entrypoints.cli.signals import run_until_signalled
-from runkernel.entrypoints.serve import serve_forever
+from runkernel.entrypoints.relay import new_relay_id
+from runkernel.entrypoints.serve import bind_socket, serve_forever
 from runkernel.entrypoints.worker import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -32,9 +41,28 @@ log = logging.getLogger(__name__)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants (direct database access, for operators).")
 
+UPGRADE_HINT = "run `runkernel db upgrade` (it creates the database)"
+
 
 @contextmanager
 def open_kernel(settings: Settings, *, migrate: bool = False) -> Iterator[Kernel]:
+    """The kernel on the database of ``settings``, named on stderr.
+
+    ``migrate`` brings the schema to head first, creating a SQLite file that does not
+    exist. Without it the database must exist at the current schema: a missing SQLite
+    file or an absent or older schema is a CliError telling to run ``db upgrade``."""
+    where = opt.display_url(settings.database_url)
+    file = opt.sqlite_file(settings.database_url)
+    missing = file is not None and not file.exists()
+    if missing and not migrate:
+        raise CliError(
+            f"no database at {where}: {UPGRADE_HINT}, or point --database-url / "
+            "RUNKERNEL_DATABASE_URL at the server's database",
+            code="database_missing",
+        )
+    stderr.print(
+        f"{'creating' if missing else 'using'} database {where}", markup=False, soft_wrap=True
+    )
     kernel = build_kernel(settings)
     try:
         prepare_schema(kernel, migrate=migrate)
@@ -44,14 +72,14 @@ def open_kernel(settings: Settings, *, migrate: bool = False) -> Iterator[Kernel
 
 
 def prepare_schema(kernel: Kernel, *, migrate: bool) -> None:
-    if kernel.db.is_sqlite or migrate:
+    if migrate:
         kernel.migrate()
         return
     current, head = migrations.current_revision(kernel.db), migrations.head_revision()
     if current != head:
         raise CliError(
             f"the database schema is at {current or 'nothing'}, this runkernel needs {head}: "
-            "run `runkernel db upgrade` or pass --migrate",
+            + UPGRADE_HINT,
             code="schema_not_current",
         )
 
@@ -74,7 +102,8 @@ def serve(
     migrate: opt.Migrate = False,
     log_level: opt.LogLevel = "info",
 ) -> None:
-    """Run the API and a worker pool in one process (the embedded default).
+    """Run the API, a worker pool, the outbox relay and the audit sweep in one process
+    (the embedded default; on SQLite it creates and migrates its database file).
 
     SIGTERM or Ctrl-C stops the API first, then drains the workers."""
     setup_logging(log_level)
@@ -87,16 +116,20 @@ def serve(
         poll_interval_s=poll_interval_s,
         max_attempts=max_attempts,
     )
-    with open_kernel(settings, migrate=migrate) as kernel:
-        pool = WorkerPool(kernel)
-        stdout.print(
-            f"runkernel serving http://{settings.host}:{settings.port} "
-            f"(docs at /docs) with worker {pool.worker_id} ({pool.concurrency} slots) "
-            f"on {opt.display_url(settings.database_url)}"
-        )
-        serve_forever(
-            kernel, host=settings.host, port=settings.port, pool=pool, log_level=log_level
-        )
+    # Bound before anything starts: a taken port must fail before a worker claims a run.
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        with open_kernel(settings, migrate=migrate or settings.is_sqlite) as kernel:
+            pool = WorkerPool(kernel)
+            stdout.print(
+                f"runkernel serving {_listening(sock)} (docs at /docs) with worker "
+                f"{pool.worker_id} ({pool.concurrency} slots) "
+                f"on {opt.display_url(settings.database_url)}",
+                soft_wrap=True,
+            )
+            serve_forever(kernel, sock, pool=pool, log_level=log_level)
+    finally:
+        sock.close()
 
 
 def api(
@@ -109,12 +142,16 @@ def api(
     """Run only the HTTP API; runs wait for `runkernel worker` processes."""
     setup_logging(log_level)
     settings = opt.build_settings(database_url=database_url, host=host, port=port)
-    with open_kernel(settings, migrate=migrate) as kernel:
-        stdout.print(
-            f"runkernel API on http://{settings.host}:{settings.port} "
-            f"on {opt.display_url(settings.database_url)}"
-        )
-        serve_forever(kernel, host=settings.host, port=settings.port, log_level=log_level)
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        with open_kernel(settings, migrate=migrate) as kernel:
+            stdout.print(
+                f"runkernel API on {_listening(sock)} on {opt.display_url(settings.database_url)}",
+                soft_wrap=True,
+            )
+            serve_forever(kernel, sock, log_level=log_level)
+    finally:
+        sock.close()
 
 
 def worker(
@@ -123,12 +160,16 @@ def worker(
     lease_s: opt.LeaseS = None,
     poll_interval_s: opt.PollIntervalS = None,
     max_attempts: opt.MaxAttempts = None,
+    relay: opt.WorkerRelay = None,
+    sweep: opt.WorkerSweep = None,
     migrate: opt.Migrate = False,
     log_level: opt.LogLevel = "info",
 ) -> None:
-    """Run only a worker pool; SIGTERM or Ctrl-C drains it.
+    """Run a worker pool; SIGTERM or Ctrl-C drains it.
 
-    In-flight runs get the drain time to finish, then are released for another worker."""
+    In-flight runs get the drain time to finish, then are released for another worker.
+    Unless told not to, the worker also runs the outbox relay and the audit sweep while it
+    holds their lease: one process at a time does each, the others stand by."""
     setup_logging(log_level)
     settings = opt.build_settings(
         database_url=database_url,
@@ -136,19 +177,68 @@ def worker(
         lease_s=lease_s,
         poll_interval_s=poll_interval_s,
         max_attempts=max_attempts,
+        worker_relay=relay,
+        worker_sweep=sweep,
     )
     with open_kernel(settings, migrate=migrate) as kernel:
         pool = WorkerPool(kernel)
+        background = BackgroundServices(
+            kernel,
+            relay=settings.worker_relay,
+            reconciler=settings.worker_sweep,
+            holder=pool.worker_id,
+        )
+
+        def start() -> None:
+            pool.start()
+            background.start()
+
+        def stop() -> None:
+            pool.stop()  # first: a draining run still writes events for the relay
+            background.stop()
+
         run_until_signalled(
-            pool.start,
-            pool.stop,
-            started=f"worker {pool.worker_id} started: {pool.concurrency} slots",
+            start,
+            stop,
+            started=f"worker {pool.worker_id} started: {pool.concurrency} slots; "
+            f"leased jobs: {', '.join(background.names) or 'none'}",
             stopping="draining",
         )
         print(
             f"worker {pool.worker_id} stopped: claimed {pool.claimed}, finished {pool.finished}",
             flush=True,
         )
+
+
+def relay(
+    database_url: opt.DatabaseUrl = None,
+    interval_s: opt.RelayIntervalS = None,
+    migrate: opt.Migrate = False,
+    log_level: opt.LogLevel = "info",
+) -> None:
+    """Run the outbox relay (and, with a non-SQL audit store, the ack forwarder) until
+    SIGTERM or Ctrl-C.
+
+    It takes the same lease as the workers' relay: one process at a time relays, so a
+    dedicated relay stands by while a worker holds it (run workers with --no-relay to
+    make this one the relay)."""
+    setup_logging(log_level)
+    settings = opt.build_settings(database_url=database_url, relay_interval_s=interval_s)
+    with open_kernel(settings, migrate=migrate) as kernel:
+        background = BackgroundServices(kernel, reconciler=False, holder=new_relay_id())
+        run_until_signalled(
+            background.start,
+            background.stop,
+            started=f"relay started: {', '.join(background.names)} "
+            f"while {background.holder} holds the lease",
+            stopping="stopping the relay",
+        )
+    print(f"relay stopped: {background.published} events published", flush=True)
+
+
+def _listening(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
 
 
 # -- schema ---------------------------------------------------------------------------
@@ -159,7 +249,8 @@ def db_upgrade(database_url: opt.DatabaseUrl = None) -> None:
     with open_kernel(settings, migrate=True) as kernel:
         current = migrations.current_revision(kernel.db)
     stdout.print(
-        f"database {opt.display_url(settings.database_url)} is at revision {current} (head)"
+        f"database {opt.display_url(settings.database_url)} is at revision {current} (head)",
+        soft_wrap=True,
     )
 
 
@@ -167,13 +258,17 @@ def db_upgrade(database_url: opt.DatabaseUrl = None) -> None:
 def db_current(database_url: opt.DatabaseUrl = None) -> None:
     """Show the schema revision of the database and the one this runkernel needs."""
     settings = opt.build_settings(database_url=database_url)
+    where = opt.display_url(settings.database_url)
+    file = opt.sqlite_file(settings.database_url)
+    if file is not None and not file.exists():  # connecting would create it
+        raise CliError(f"no database at {where}: {UPGRADE_HINT}", code="database_missing")
     kernel = build_kernel(settings)
     try:
         current, head = migrations.current_revision(kernel.db), migrations.head_revision()
     finally:
         kernel.close()
     state = "up to date" if current == head else f"behind: run `runkernel db upgrade` to {head}"
-    stdout.print(f"revision {current or 'none'} ({state})")
+    stdout.print(f"database {where}: revision {current or 'none'} ({state})", soft_wrap=True)
 
 
 # -- tenants ------------------------------------------------------------------------
