@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="port the API listens on")
 
     worker_concurrency: int = Field(8, ge=1, le=256, description="runs a worker executes at once")
-    lease_s: float = Field(30.0, gt=0, description="lease a claim holds before it can be taken")
+    lease_s: float = Field(
+        30.0, gt=0, description="lease a claim (and a relay/sweep process lease) holds"
+    )
     poll_interval_s: float = Field(
         2.0, gt=0, description="fallback poll when no wake-up signal arrives"
     )
