@@ -241,7 +241,8 @@ def _summarize(
         console.print("[green]every run reached the outcome the kernel promises.[/]")
     console.print(
         "\n[bold]Explore it yourself[/]\n"
-        "  runkernel serve                           [dim]# API + workers, ./runkernel.db[/]\n"
+        "  runkernel db upgrade                      [dim]# creates ./runkernel.db[/]\n"
+        "  runkernel serve &                         [dim]# API + workers[/]\n"
         "  export RUNKERNEL_API_KEY=$(runkernel tenants create acme --json | jq -r .api_key)\n"
         "  runkernel agents create helper --budget-usd 5\n"
         '  curl -H "Authorization: Bearer $RUNKERNEL_API_KEY" '
