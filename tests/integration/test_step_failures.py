@@ -315,7 +315,7 @@ def test_a_failing_skill_in_a_real_worker_pool_frees_its_slot_and_ends_the_run(
     [
         (
             {"skill": "http.request", "params": {"method": "GET", "url": "http://[::1"}},
-            "step 'a': http.request: params cannot be checked: ValueError: Invalid IPv6 URL",
+            "step 'a': http.request: url 'http://[::1' cannot be parsed: Invalid IPv6 URL",
         ),
         (
             {

@@ -203,8 +203,11 @@ def test_any_exception_from_a_validator_is_a_plan_error_naming_the_skill(
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [
-        ({"method": "GET", "url": "http://[::1"}, "ValueError: Invalid IPv6 URL"),
-        ({"method": "GET", "url": "http://[zz]/x"}, "ValueError"),
+        ({"method": "GET", "url": "http://[::1"}, "cannot be parsed: Invalid IPv6 URL"),
+        ({"method": "GET", "url": "http://[zz]/x"}, "cannot be parsed"),
+        ({"method": "GET", "url": "http://h:99999/"}, "cannot be parsed: Port out of range"),
+        ({"method": "GET", "url": "http://h:x/"}, "cannot be parsed"),
+        ({"method": "GET", "url": "http://:80/"}, "must be an absolute http"),
     ],
 )
 def test_a_url_that_urlsplit_refuses_is_a_plan_error(params: dict[str, Any], fragment: str) -> None:

@@ -118,8 +118,14 @@ def decode_body(response: httpx.Response) -> Any:
 def check_url(url: object, templates: bool) -> None:
     if skip(url, templates):
         return
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+    if not isinstance(url, str):
+        fail(f"url must be an absolute http(s) URL, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what finds a bad one ("http://h:x")
+    except ValueError as exc:  # "http://[::1" (Invalid IPv6 URL), a port out of range, ...
+        fail(f"url {url!r} cannot be parsed: {exc}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         fail(f"url must be an absolute http(s) URL, got {url!r}")
 
 
