@@ -24,6 +24,10 @@ _CLAIMABLE = """
     OR (status = 'running' AND lease_expires_at_ms < :now)
 """
 
+# Named, not ``*``: a column added by a migration sits at the end of the stored table but
+# wherever ``tables.py`` declares it, and ``.columns(*runs.c)`` matches by position.
+_RETURNED = ", ".join(c.name for c in runs.c)
+
 _SET = """
     status = 'running',
     phase = CASE WHEN status = 'queued' THEN 'EXECUTING' ELSE phase END,
@@ -64,11 +68,11 @@ _POSTGRES = text(
             SELECT id FROM runs WHERE {_CLAIMABLE}
             ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
         )
-        RETURNING *
+        RETURNING {_RETURNED}
     ), claim_log AS ({_LOG_CLAIMS.format(source="claimed")}
     ), transition_log AS ({_LOG_TRANSITIONS.format(source="claimed")}
     )
-    SELECT * FROM claimed ORDER BY id
+    SELECT {_RETURNED} FROM claimed ORDER BY id
     """
 ).columns(*runs.c)
 
@@ -76,7 +80,7 @@ _SQLITE = text(
     f"""
     UPDATE runs SET {_SET}
     WHERE id IN (SELECT id FROM runs WHERE {_CLAIMABLE} ORDER BY id LIMIT :limit)
-    RETURNING *
+    RETURNING {_RETURNED}
     """
 ).columns(*runs.c)
 _SQLITE_SOURCE = "runs WHERE id IN :ids"
