@@ -98,6 +98,10 @@ def parse_plan(
     with a message naming the offending step."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("steps"), list):
         raise PlanValidationError('a plan is an object {"steps": [...]}')
+    unknown = sorted(str(key) for key in raw if key != "steps")
+    if unknown:
+        # Dropping a key silently would run a plan other than the one its author wrote.
+        raise PlanValidationError(f"plan: unknown fields {unknown}; a plan has only 'steps'")
     raw_steps: list[Any] = raw["steps"]
     if not raw_steps:
         raise PlanValidationError("a plan needs at least one step")
@@ -106,10 +110,20 @@ def parse_plan(
             f"plan has {len(raw_steps)} steps; the limit is {max_steps}", code="plan_too_large"
         )
     seen: set[str] = set()
+    output_keys: dict[str, str] = {}
     steps: list[Step] = []
     for index, item in enumerate(raw_steps):
         step = _parse_step(index, item, seen)
         where = f"step {step.step_id!r}"
+        if step.output_key is not None:
+            # The run's output maps each key to one step's output: a second step would
+            # silently replace the first one's.
+            first = output_keys.setdefault(step.output_key, step.step_id)
+            if first != step.step_id:
+                raise PlanValidationError(
+                    f"{where}: output_key {step.output_key!r} is already the output_key of "
+                    f"step {first!r}"
+                )
         for ref in templates_in(step.params):
             if ref.step_id not in seen:
                 raise PlanValidationError(

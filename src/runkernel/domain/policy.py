@@ -160,7 +160,7 @@ def validate_rule_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str,
             try:
                 return {"max_cost_micros": usd_to_micros(usd)}
             except ValueError as exc:
-                raise ValidationError(f"max_cost: max_cost_usd is out of range ({exc})") from exc
+                raise ValidationError(f"max_cost: max_cost_usd: {exc}") from exc
         return {"max_cost_micros": _number(kind, "max_cost_micros", params["max_cost_micros"], int)}
     if kind in _LIMIT_KEYS:
         key = _LIMIT_KEYS[kind]

@@ -22,6 +22,7 @@ from runkernel.errors import (
     ValidationError,
 )
 from runkernel.services.completion import RunCompletionTransaction
+from runkernel.services.paging import check_choice, check_limit, page
 from runkernel.services.ports import (
     AuditStore,
     Clock,
@@ -214,23 +215,17 @@ class RunService:
         cursor: str | None = None,
     ) -> tuple[list[Run], str | None]:
         """One page of runs, newest first, and the cursor of the next page (or None)."""
-        if status is not None and status not in {s.value for s in RunStatus}:
-            raise ValidationError(
-                f"unknown status {status!r}; one of {', '.join(s.value for s in RunStatus)}"
-            )
-        if not 1 <= limit <= 500:
-            raise ValidationError("limit must be from 1 to 500")
+        check_choice("status", status, RunStatus)
+        check_limit(limit)
         with self._uow(read_only=True) as uow:
-            page = uow.runs.search(
+            found = uow.runs.search(
                 principal.tenant_id,
                 status=status,
                 agent_id=agent_id,
                 limit=limit + 1,
                 before_id=cursor,
             )
-        more = len(page) > limit
-        page = page[:limit]
-        return page, (page[-1].id if more and page else None)
+        return page(found, limit, key=lambda run: run.id)
 
     def cancel(self, principal: Principal, run_id: str) -> Run:
         """Cancel a queued run at once; ask the worker of a running one to stop at the

@@ -22,6 +22,7 @@ from runkernel.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QueryValidationError,
     RunkernelError,
     ValidationError,
 )
@@ -92,7 +93,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             422, "invalid_json", "send the body as JSON with 'Content-Type: application/json'"
         )
-    return error_response(422, "invalid_request", describe(problems))
+    # Query parameters have one code, whichever layer refuses them (QueryValidationError).
+    in_query = any(tuple(p.get("loc", ()))[:1] == ("query",) for p in problems)
+    code = QueryValidationError.code if in_query else "invalid_request"
+    return error_response(422, code, describe(problems))
 
 
 def describe(problems: Sequence[Mapping[str, Any]]) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from runkernel.domain.audit import ReconciliationStatus
 from runkernel.entrypoints.api import views_governance as views
 from runkernel.entrypoints.api.auth import PrincipalDep
 from runkernel.entrypoints.api.governance import GovernanceDep
@@ -55,9 +56,7 @@ def get_run_trace(run_id: str, principal: PrincipalDep, services: GovernanceDep)
 def list_reconciliations(
     principal: PrincipalDep,
     services: GovernanceDep,
-    status: Annotated[
-        str | None, Query(max_length=32, description="STALE, INCOMPLETE or COMPLETE")
-    ] = None,
+    status: ReconciliationStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ReconciliationList:
     """Results the audit sweep stored for this tenant's runs, newest first."""

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from runkernel.domain.runs import RunStatus
 from runkernel.entrypoints.api import views
 from runkernel.entrypoints.api.auth import KernelDep, PrincipalDep
-from runkernel.entrypoints.api.ids import require_id
+from runkernel.entrypoints.api.ids import cursor_query, require_id
 from runkernel.entrypoints.api.schemas import (
     ERROR_RESPONSES,
     ID_PATTERN,
@@ -61,12 +62,10 @@ def submit_run(
 def list_runs(
     principal: PrincipalDep,
     kernel: KernelDep,
-    status: Annotated[str | None, Query(max_length=32, description="e.g. queued")] = None,
+    status: RunStatus | None = None,
     agent_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(pattern=ID_PATTERN, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, cursor_query("run")] = None,
 ) -> RunList:
     """Runs of this tenant, newest first, one page at a time."""
     runs, next_cursor = kernel.runs.search(

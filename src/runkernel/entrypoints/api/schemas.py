@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from runkernel.domain.money import usd_to_micros
+from runkernel.domain.money import SMALLEST_USD, usd_to_micros
 from runkernel.domain.records import RunBudget
 from runkernel.domain.storable import check_storable
 
@@ -20,7 +20,26 @@ MAX_COUNT = 2**53
 MAX_TIMEOUT_S = 30 * 24 * 3600
 ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 
-Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
+
+def _countable(usd: float) -> float:
+    usd_to_micros(usd)  # a non-zero amount that rounds to 0 micros is a ValueError
+    return usd
+
+
+Usd = Annotated[
+    float,
+    Field(ge=0, le=MAX_USD, allow_inf_nan=False),
+    AfterValidator(_countable),
+    # 0, or an amount that counts as at least one micro-dollar.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "const": 0},
+                {"type": "number", "minimum": float(SMALLEST_USD), "maximum": MAX_USD},
+            ]
+        }
+    ),
+]
 
 ECHO_PLAN_EXAMPLE = {
     "steps": [
@@ -159,7 +178,10 @@ class RunList(BaseModel):
 class RunDetail(RunSummary):
     cost_micros: int
     budget: BudgetOut
-    output: Any
+    plan: dict[str, Any] = Field(description="the plan as validated, with defaults filled in")
+    output: Any = Field(
+        description="outputs of the steps with an output_key, by key; else the last step's"
+    )
     metadata: dict[str, Any]
     idempotency_key: str | None
     cancel_requested: bool
