@@ -73,6 +73,7 @@ def detail(run: Run) -> schemas.RunDetail:
             max_steps=budget.max_steps,
             timeout_s=budget.timeout_s,
         ),
+        plan=run.plan,
         output=run.output,
         metadata=run.metadata,
         idempotency_key=run.idempotency_key,
