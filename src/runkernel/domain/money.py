@@ -11,6 +11,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
+# Every amount fits a signed 64-bit column of micros, with room to add (1e9 USD = 1e15).
+MAX_USD = 1_000_000_000
 
 
 # Half a micro-dollar: the smallest non-zero amount that does not round to 0.
@@ -19,13 +21,16 @@ SMALLEST_USD = Decimal("0.0000005")
 
 def usd_to_micros(value: float | int | str | Decimal) -> int:
     """Convert a USD amount to micro-dollars, rounding half up to the nearest micro;
-    ``ValueError`` for what is not an amount, and for a non-zero one that rounds to 0."""
+    ``ValueError`` for what is not an amount, one beyond ±``MAX_USD``, and a non-zero one
+    that rounds to 0."""
     try:
         amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
     except InvalidOperation as exc:
         raise ValueError(f"not a money amount: {value!r}") from exc
     if not amount.is_finite():
         raise ValueError(f"not a money amount: {value!r}")
+    if abs(amount) > MAX_USD:
+        raise ValueError(f"money amount out of range: {value!r}; the limit is {MAX_USD} USD")
     try:
         micros = int((amount * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     except InvalidOperation as exc:  # beyond Decimal's precision: no budget is that large

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from runkernel.domain.numbers import as_integer
 from runkernel.errors import PlanValidationError
 
 STEP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
@@ -144,7 +145,7 @@ def _parse_step(index: int, item: Any, seen: set[str]) -> Step:
     if not isinstance(item, Mapping):
         raise PlanValidationError(f"step #{index} must be an object")
     step_id = item.get("step_id", f"step{index}")
-    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+    if not isinstance(step_id, str) or not STEP_ID.fullmatch(step_id):
         raise PlanValidationError(
             f"step #{index}: step_id must match {STEP_ID.pattern} (got {step_id!r})"
         )
@@ -159,8 +160,8 @@ def _parse_step(index: int, item: Any, seen: set[str]) -> Step:
     on_error = item.get("on_error", "abort")
     if on_error not in ("abort", "continue"):
         raise PlanValidationError(f"step {step_id!r}: on_error must be 'abort' or 'continue'")
-    retries = item.get("retries", 0)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
+    retries = as_integer(item.get("retries", 0))
+    if retries is None or not 0 <= retries <= MAX_RETRIES:
         raise PlanValidationError(
             f"step {step_id!r}: retries must be an integer from 0 to {MAX_RETRIES}"
         )

@@ -153,7 +153,8 @@ class RunService:
                     return Submitted(existing, created=False)
             agent = uow.agents.get(run.tenant_id, run.agent_id)
             if agent is None:
-                raise ValidationError(f"no agent {run.agent_id!r}", code="unknown_agent")
+                # Like an id in a path: nothing of that id is visible to this tenant.
+                raise NotFoundError(f"no agent {run.agent_id!r}", code="unknown_agent")
             if agent.spent_micros >= agent.budget_micros:
                 steps = path(
                     (Phase.CREATED, RunStatus.QUEUED),

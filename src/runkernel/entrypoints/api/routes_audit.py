@@ -33,7 +33,7 @@ def get_run_audit(run_id: str, principal: PrincipalDep, services: GovernanceDep)
 @router.get(
     "/runs/{run_id}/evaluation",
     tags=["runs"],
-    responses={404: error_doc("no such run, or it is not final yet")},
+    responses={409: error_doc("the run is not final yet")},
 )
 def get_run_evaluation(
     run_id: str, principal: PrincipalDep, services: GovernanceDep
@@ -45,7 +45,7 @@ def get_run_evaluation(
 @router.get(
     "/runs/{run_id}/trace",
     tags=["runs"],
-    responses={404: error_doc("no such run, or its execution has not begun")},
+    responses={409: error_doc("the run's execution has not begun")},
 )
 def get_run_trace(run_id: str, principal: PrincipalDep, services: GovernanceDep) -> TraceOut:
     """The run's trace record with one span per executed step."""
