@@ -22,6 +22,7 @@ configured values for the data generator, never by switching a check off:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,32 +106,64 @@ def describe(event: engine_events.ScenarioFinished) -> list[str]:
     return found or [f"{event.label} [{event.phase.value}] failed"]
 
 
-def run_schemathesis(kernel: Kernel, tenant: TenantContext, role: Role) -> tuple[int, list[str]]:
-    """Run every phase with every check; the number of test cases and what failed."""
+# Every check schemathesis has (max_response_time needs a limit, which a test must not set).
+ALL_CHECKS = {
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "use_after_free",
+    "ensure_resource_availability",
+    "ignored_auth",
+    "object_level_authorization",
+}
+ALL_PHASES = {"examples", "coverage", "fuzzing", "stateful"}
+
+
+@dataclass
+class Outcome:
+    cases: int = 0
+    keys: int = 0
+    checks: set[str] = field(default_factory=set)
+    phases: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
+def run_schemathesis(kernel: Kernel, tenant: TenantContext, role: Role) -> Outcome:
+    """Run every phase with every check: what ran, and what failed."""
     schema = schemathesis.openapi.from_asgi(
         "/openapi.json", create_app(kernel), config=config_for(tenant)
     )
 
+    outcome = Outcome()
+
     @schema.auth(refresh_interval=None)
     class FreshKey:
         def get(self, case: Case, ctx: Any) -> str:
+            outcome.keys += 1
             return kernel.tenancy.create_api_key(tenant.principal.tenant_id, role)
 
         def set(self, case: Case, data: str, ctx: Any) -> None:
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
-    problems: list[str] = []
-    cases = 0
     for event in from_schema(schema).execute():
         if isinstance(event, engine_events.ScenarioFinished):
-            cases += len(event.recorder.cases)
+            outcome.cases += len(event.recorder.cases)
+            outcome.phases.add(event.phase.value)
+            outcome.checks |= {c.name for checks in event.recorder.checks.values() for c in checks}
             if event.status in (Status.FAILURE, Status.ERROR):
-                problems += describe(event)
+                outcome.problems += describe(event)
         elif isinstance(event, engine_events.NonFatalError | engine_events.FatalError):
-            problems.append(f"error: {getattr(event, 'label', '')} {event}")
+            outcome.problems.append(f"error: {getattr(event, 'label', '')} {event}")
         elif isinstance(event, engine_events.EngineFinished):
-            problems += [f"after run: {failure.title}" for failure in event.failures]
-    return cases, problems
+            outcome.problems += [f"after run: {failure.title}" for failure in event.failures]
+    return outcome
 
 
 @pytest.mark.parametrize("role", list(Role), ids=lambda role: role.value)
@@ -138,7 +171,9 @@ def test_schemathesis_finds_nothing_with_the_key_of_every_role(
     kernel_on_sqlite: Kernel, role: Role
 ) -> None:
     tenant = make_tenant(kernel_on_sqlite)
-    cases, problems = run_schemathesis(kernel_on_sqlite, tenant, role)
-    assert not problems, "\n\n".join(problems)
-    # It ran: every operation got requests, in every phase.
-    assert cases > 200
+    outcome = run_schemathesis(kernel_on_sqlite, tenant, role)
+    assert not outcome.problems, "\n\n".join(outcome.problems)
+    # It ran, all of it: every phase, every check, and a fresh key for each request.
+    assert outcome.phases == ALL_PHASES
+    assert outcome.checks == ALL_CHECKS
+    assert outcome.cases > 200 and outcome.keys > 200
