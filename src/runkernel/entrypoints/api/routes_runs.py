@@ -30,7 +30,7 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONS
         200: {"model": RunAccepted, "description": "the idempotency key named an existing run"},
         404: error_doc("no such agent in this tenant"),
         409: error_doc("the idempotency key was used for a different request"),
-        413: error_doc("the plan is over the size limit"),
+        413: error_doc("the request body or the plan is over the size limit"),
     },
 )
 def submit_run(

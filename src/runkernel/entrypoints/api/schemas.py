@@ -253,5 +253,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: error_doc("missing or unknown API key"),
     403: error_doc("the key's tenant is not active"),
     404: error_doc("nothing of that id is visible to this tenant"),
+    # Any request: the body limit is checked before routing.
+    413: error_doc("the request body is over the size limit"),
     422: error_doc("invalid request"),
 }
