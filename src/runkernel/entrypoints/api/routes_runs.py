@@ -42,9 +42,11 @@ def submit_run(
 ) -> RunAccepted:
     """Validate, authorize and enqueue a run: 202 with its id.
 
-    A repeat with an ``idempotency_key`` already used by this tenant answers **200** with
-    the existing run (whatever its status now) and enqueues nothing. A run the agent's
-    budget cannot pay for is accepted as ``failed_policy`` so the denial stays visible.
+    A repeat of the same request with an ``idempotency_key`` already used by this tenant
+    answers **200** with the existing run (whatever its status now) and enqueues nothing;
+    the key with a different request (agent, plan, budget or metadata) is a **409**
+    ``idempotency_conflict``. A run the agent's budget cannot pay for is accepted as
+    ``failed_policy`` so the denial stays visible.
     """
     submitted = kernel.runs.submit(
         principal,
