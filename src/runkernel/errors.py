@@ -5,6 +5,7 @@ RunkernelError                      base; code ``internal``
 │   └── RACDurabilityError          test/prod with the audit contract on but no durable store
 ├── ValidationError                 bad input from a caller (HTTP 422)
 │   ├── PlanValidationError         a plan that cannot run (unknown skill, bad template, …)
+│   ├── QueryValidationError        a bad query parameter (unknown filter value, limit)
 │   └── PayloadTooLargeError        a body or plan over the size limit (HTTP 413)
 ├── AuthenticationError             missing or unknown API key (HTTP 401)
 ├── PermissionDeniedError           key lacks the role for the operation (HTTP 403)
@@ -49,6 +50,13 @@ class ValidationError(RunkernelError):
 
 class PlanValidationError(ValidationError):
     code = "invalid_plan"
+
+
+class QueryValidationError(ValidationError):
+    """One code for every bad query parameter, whether the API's own parsing or a
+    service's check found it."""
+
+    code = "invalid_query"
 
 
 class PayloadTooLargeError(ValidationError):

@@ -90,7 +90,7 @@ def test_tenant_b_sees_nothing_of_tenant_a(
         json={"agent_id": tenant.agent.id, "plan": ECHO_PLAN},
         headers=auth(other),
     )
-    assert stolen.status_code == 422
+    assert stolen.status_code == 404
     assert stolen.json()["error"]["code"] == "unknown_agent"
     # …and tenant A's run is untouched by B's cancel attempt.
     mine = client.get(f"/api/v1/runs/{run_id}", headers=auth(tenant)).json()

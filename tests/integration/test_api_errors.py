@@ -66,7 +66,7 @@ BAD_RUNS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("empty plan", {"plan": {"steps": []}}, 422, "invalid_plan", "step"),
     ("plan not object", {"plan": ["x"]}, 422, "invalid_request", "plan"),
     ("missing plan", {"plan": None}, 422, "invalid_request", "plan"),
-    ("unknown agent", {"agent_id": "agt_nope"}, 422, "unknown_agent", "agt_nope"),
+    ("unknown agent", {"agent_id": "agt_nope"}, 404, "unknown_agent", "agt_nope"),
     ("negative cost", {"budget": {"max_cost_usd": -1}}, 422, "invalid_request", "max_cost_usd"),
     ("zero tokens", {"budget": {"max_tokens": 0}}, 422, "invalid_request", "max_tokens"),
     ("string steps", {"budget": {"max_steps": "5"}}, 422, "invalid_request", "max_steps"),

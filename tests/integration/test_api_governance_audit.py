@@ -142,17 +142,18 @@ def test_metrics_need_no_key_and_speak_the_prometheus_text_format(client: TestCl
     assert "# TYPE runkernel_reconciliations_total counter" in response.text
 
 
-def test_evaluation_and_trace_are_404_until_the_run_has_them(
+def test_evaluation_and_trace_are_409_until_the_run_has_them(
     client: TestClient, tenant: TenantContext
 ) -> None:
     run_id = submit(client, tenant.api_key, tenant.agent.id, ECHO_PLAN)
     evaluation = get(client, tenant, f"/api/v1/runs/{run_id}/evaluation")
     assert (evaluation.status_code, evaluation.json()["error"]["code"]) == (
-        404,
-        "evaluation_not_found",
+        409,
+        "evaluation_pending",
     )
+    assert "queued" in evaluation.json()["error"]["message"]
     trace = get(client, tenant, f"/api/v1/runs/{run_id}/trace")
-    assert (trace.status_code, trace.json()["error"]["code"]) == (404, "trace_not_found")
+    assert (trace.status_code, trace.json()["error"]["code"]) == (409, "trace_pending")
 
 
 def test_another_tenants_run_record_is_404_and_its_results_are_invisible(

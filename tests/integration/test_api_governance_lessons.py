@@ -102,7 +102,10 @@ def test_state_filter_and_pages(kernel: Kernel, client: TestClient, tenant: Tena
     assert first == [made[2], made[1]] and cursor is not None
     assert ids(limit=2, cursor=cursor) == ([made[0]], None)
     bad = client.get("/api/v1/lessons", params={"state": "forgotten"}, headers=headers)
-    assert bad.status_code == 422 and "one of pending" in bad.json()["error"]["message"]
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_query"
+    assert (
+        "state" in bad.json()["error"]["message"] and "'pending'" in bad.json()["error"]["message"]
+    )
 
 
 def test_converting_needs_an_admin_key_but_triage_does_not(

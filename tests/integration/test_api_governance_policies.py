@@ -1,6 +1,6 @@
 """``/api/v1/policies`` end to end: create (admin only) at version 1, a version bump on
 every change, optimistic concurrency (409 when the rule moved on), retire instead of
-delete, retired rules never evaluated, validation as 422, and the tenant wall."""
+retire, retired rules never evaluated, validation as 422, and the tenant wall."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_an_agent_scoped_rule_needs_an_agent_of_the_tenant(
     assert create(client, tenant, body).json()["agent_id"] == tenant.agent.id
     other = make_tenant(kernel)
     foreign = create(client, tenant, {**body, "agent_id": other.agent.id})
-    assert (foreign.status_code, foreign.json()["error"]["code"]) == (422, "unknown_agent")
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "unknown_agent")
     unscoped = create(client, tenant, {**MAX_STEPS_WARN, "scope": "agent"})
     assert unscoped.status_code == 422 and "agent_id" in unscoped.json()["error"]["message"]
 
@@ -92,21 +92,23 @@ def test_a_change_to_an_older_version_is_409_and_changes_nothing(
     assert patch(client, tenant, rule_id, {"enforcement": "BLOCK", "version": 1}).status_code == 200
     stale = patch(client, tenant, rule_id, {"enforcement": "DISABLED", "version": 1})
     assert (stale.status_code, stale.json()["error"]["code"]) == (409, "rule_version_conflict")
-    retire = client.delete(
-        f"/api/v1/policies/{rule_id}", params={"version": 1}, headers=bearer(tenant.api_key)
+    retire = client.post(
+        f"/api/v1/policies/{rule_id}/retire",
+        params={"version": 1},
+        headers=bearer(tenant.api_key),
     )
     assert retire.status_code == 409
     rule = client.get(f"/api/v1/policies/{rule_id}", headers=bearer(tenant.api_key)).json()
     assert (rule["enforcement"], rule["status"], rule["version"]) == ("BLOCK", "ACTIVE", 2)
 
 
-def test_delete_retires_the_rule_which_then_cannot_change(
+def test_retire_retires_the_rule_which_then_cannot_change(
     client: TestClient, tenant: TenantContext
 ) -> None:
     kept = create(client, tenant, MAX_STEPS_WARN).json()
     rule_id = create(client, tenant, MAX_STEPS_WARN).json()["id"]
     headers = bearer(tenant.api_key)
-    retired = client.delete(f"/api/v1/policies/{rule_id}", headers=headers)
+    retired = client.post(f"/api/v1/policies/{rule_id}/retire", headers=headers)
     assert retired.status_code == 200
     assert (retired.json()["status"], retired.json()["version"]) == ("RETIRED", 2)
 
@@ -116,7 +118,7 @@ def test_delete_retires_the_rule_which_then_cannot_change(
     assert {r["id"] for r in everything["policies"]} == {kept["id"], rule_id}
 
     for refused in (
-        client.delete(f"/api/v1/policies/{rule_id}", headers=headers),
+        client.post(f"/api/v1/policies/{rule_id}/retire", headers=headers),
         patch(client, tenant, rule_id, {"status": "ACTIVE"}),
     ):
         assert (refused.status_code, refused.json()["error"]["code"]) == (409, "rule_retired")
@@ -129,7 +131,8 @@ def test_retired_rules_are_not_evaluated(
     active = patch(client, tenant, active["id"], {"enforcement": "WARN"}).json()  # version 2
     blocking = create(client, tenant, {"kind": "max_tokens", "params": {"max_tokens": 1}}).json()
     headers = bearer(tenant.api_key)
-    assert client.delete(f"/api/v1/policies/{blocking['id']}", headers=headers).status_code == 200
+    retired = client.post(f"/api/v1/policies/{blocking['id']}/retire", headers=headers)
+    assert retired.status_code == 200
 
     run_id = submit(client, tenant.api_key, tenant.agent.id, ECHO_PLAN)
     [run] = finish(kernel, client, tenant.api_key, [run_id])
@@ -153,7 +156,7 @@ def test_a_user_key_reads_rules_but_cannot_change_them(
     refused = [
         client.post("/api/v1/policies", json=MAX_STEPS_WARN, headers=headers),
         client.patch(path, json={"enforcement": "DISABLED"}, headers=headers),
-        client.delete(path, headers=headers),
+        client.post(f"{path}/retire", headers=headers),
     ]
     assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [
         (403, "permission_denied")
@@ -171,7 +174,7 @@ def test_another_tenants_rule_is_404_and_stays_untouched(
     answers = [
         client.get(path, headers=headers),
         client.patch(path, json={"enforcement": "DISABLED"}, headers=headers),
-        client.delete(path, headers=headers),
+        client.post(f"{path}/retire", headers=headers),
     ]
     assert [a.status_code for a in answers] == [404, 404, 404]
     assert client.get("/api/v1/policies?include_retired=true", headers=headers).json() == {
@@ -206,8 +209,8 @@ def test_invalid_rules_are_422_with_the_reason(
     ("change", "expected"),
     [
         ({}, "no changes given"),
-        ({"params": {"max_tokens": 3}}, "does not take max_tokens"),
-        ({"params": {"max_steps": 1e22}}, "max_steps"),
+        ({"params": {"max_steps": 2.5}}, "max_steps"),
+        ({"params": {"max_steps": 1, "max_tokens": 3}}, "does not take max_tokens"),
         ({"status": "PAUSED"}, "status must be one of"),
         ({"scope": "agent"}, "scope"),
         ({"version": 0, "enforcement": "WARN"}, "version"),
@@ -224,6 +227,21 @@ def test_invalid_changes_are_422_and_bump_nothing(
         client.get(f"/api/v1/policies/{rule_id}", headers=bearer(tenant.api_key)).json()["version"]
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    "params", [{"max_tokens": 3}, {"max_cost_usd": 1.5}, {"skills": ["llm.chat"]}]
+)
+def test_params_of_another_kind_are_409_and_bump_nothing(
+    client: TestClient, tenant: TenantContext, params: dict[str, Any]
+) -> None:
+    rule_id = create(client, tenant, MAX_STEPS_WARN).json()["id"]
+    response = patch(client, tenant, rule_id, {"params": params})
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "params_of_another_kind" and "max_steps rule" in error["message"]
+    version = client.get(f"/api/v1/policies/{rule_id}", headers=bearer(tenant.api_key)).json()
+    assert version["version"] == 1
 
 
 def test_a_change_that_loses_a_race_is_409_not_an_overwrite(

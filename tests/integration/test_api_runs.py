@@ -152,3 +152,16 @@ def test_a_run_of_an_agent_without_budget_is_accepted_as_failed_policy(
     assert (response.json()["status"], response.json()["phase"]) == ("failed_policy", "FAILED")
     run = client.get(response.headers["location"], headers=auth(broke)).json()
     assert run["error"]["code"] == "agent_budget_exhausted"
+
+
+def test_a_run_reads_back_with_its_plan_as_validated(
+    client: TestClient, tenant: TenantContext
+) -> None:
+    run_id = submit(client, tenant).json()["id"]
+    run = client.get(f"/api/v1/runs/{run_id}", headers=auth(tenant)).json()
+    steps = run["plan"]["steps"]
+    assert [s["step_id"] for s in steps] == [s["step_id"] for s in ECHO_PLAN["steps"]]
+    assert steps[0]["params"] == ECHO_PLAN["steps"][0]["params"]
+    # Defaults the submission left out are filled in: the plan the worker runs.
+    assert (steps[0]["on_error"], steps[0]["retries"], steps[0]["output_key"]) == ("abort", 0, None)
+    assert steps[2]["output_key"] == "answer"

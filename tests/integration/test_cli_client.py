@@ -16,6 +16,7 @@ from runkernel.bootstrap import Kernel
 from runkernel.entrypoints.cli import app
 from runkernel.entrypoints.serve import BackgroundServer, bind_socket
 from runkernel.entrypoints.worker import WorkerPool
+from support.workers import wait_until
 
 runner = CliRunner()
 
@@ -125,3 +126,25 @@ def test_submit_bad_plan_file(tmp_path: Path, content: str, code: str) -> None:
     (tmp_path / "plan.yaml").write_text(content)
     result = invoke("submit", str(tmp_path / "plan.yaml"), "--agent", "agt_x", "--api-key", "k")
     assert_clean_failure(result, code)
+
+
+def test_show_displays_the_output_of_the_run(
+    remote: list[str], tenant: TenantContext, kernel: Kernel
+) -> None:
+    submitted = kernel.runs.submit(tenant.principal, agent_id=tenant.agent.id, plan=ECHO_PLAN)
+    run_id = submitted.run.id
+    wait_until(
+        lambda: kernel.runs.get(tenant.principal, run_id).status.value == "succeeded",
+        timeout=30,
+        what="the run to succeed",
+    )
+    output = kernel.runs.get(tenant.principal, run_id).output
+    assert output and "answer" in output
+    result = invoke("show", run_id, *remote)
+    assert result.exit_code == 0, result.output
+    # The run's output is keyed by output_key ("answer"), which no step preview shows.
+    assert '"answer"' in result.stdout
+    assert "hello governed world" in result.stdout
+    shown = json.loads(invoke("show", run_id, "--json", *remote).stdout)
+    assert shown["output"] == output
+    assert shown["plan"]["steps"][0]["step_id"] == "ask"

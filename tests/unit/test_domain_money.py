@@ -25,11 +25,9 @@ from runkernel.domain.money import MICROS_PER_USD, micros_to_usd, usd_to_micros
         (123.456789, 123_456_789),
         ("0.0000005", 1),  # half a micro rounds up
         (0.0000005, 1),
-        ("0.00000049", 0),
         ("0.0000015", 2),
         ("2.5000005", 2_500_001),
         ("-0.0000005", -1),  # half up means away from zero, symmetrically
-        (1e-7, 0),
         (Decimal("0.1234565"), 123_457),
         ("100", 100_000_000),
         (10**9, 10**15),
@@ -39,6 +37,17 @@ def test_usd_to_micros_is_exact(usd: float | int | str | Decimal, micros: int) -
     result = usd_to_micros(usd)
     assert result == micros
     assert type(result) is int
+
+
+@pytest.mark.parametrize("tiny", [1e-7, 1e-9, "0.00000049", 5e-324, "-0.0000004", Decimal("1E-30")])
+def test_a_non_zero_amount_that_rounds_to_zero_is_refused(tiny: float | str | Decimal) -> None:
+    with pytest.raises(ValueError, match="rounds to 0 micro-dollars"):
+        usd_to_micros(tiny)
+
+
+@pytest.mark.parametrize("zero", [0, 0.0, -0.0, "0", "0.000", Decimal("0E-10")])
+def test_zero_is_zero(zero: float | str | Decimal) -> None:
+    assert usd_to_micros(zero) == 0
 
 
 @pytest.mark.parametrize("bad", ["abc", "", "1.2.3", float("nan"), float("inf"), "-Infinity"])
@@ -86,4 +95,8 @@ def test_a_seventh_decimal_rounds_half_up(micros: int, seventh: int) -> None:
         Decimal(seventh) if micros >= 0 else -Decimal(seventh)
     ).scaleb(-7)
     away = 1 if seventh >= 5 else 0
+    if micros == 0 and 0 < seventh < 5:  # not zero, but below half a micro
+        with pytest.raises(ValueError, match="rounds to 0"):
+            usd_to_micros(amount)
+        return
     assert usd_to_micros(amount) == micros + (away if micros >= 0 else -away)

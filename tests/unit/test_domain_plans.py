@@ -102,6 +102,17 @@ def test_a_valid_plan_parses_with_defaults_and_round_trips() -> None:
         ({"steps": [step("a", retries=1.5)]}, "retries must be", "invalid_plan"),
         ({"steps": [step("a", output_key="")]}, "output_key must be", "invalid_plan"),
         (
+            {"steps": [step("a", output_key="x"), step("b"), step("c", output_key="x")]},
+            "step 'c': output_key 'x' is already the output_key of step 'a'",
+            "invalid_plan",
+        ),
+        (
+            {"steps": [step("a")], "stpes": [], "timeout": 5},
+            "plan: unknown fields ['stpes', 'timeout']",
+            "invalid_plan",
+        ),
+        ({"steps": [step("a")], "": 1}, "plan: unknown fields ['']", "invalid_plan"),
+        (
             {"steps": [step("a", params={"x": "{{steps.b.output}}"}), step("b")]},
             "step 'a': template {{steps.b.output}} refers to 'b', which is not an earlier step",
             "invalid_template",

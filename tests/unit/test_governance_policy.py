@@ -82,6 +82,8 @@ def rule(
         (RuleKind.MAX_COST, {"max_cost_usd": 0}, {"max_cost_micros": 0}),
         (RuleKind.MAX_COST, {"max_cost_micros": 123}, {"max_cost_micros": 123}),
         (RuleKind.MAX_TOKENS, {"max_tokens": 1000}, {"max_tokens": 1000}),
+        # JSON has no ints apart from numbers: 10.0 is the integer 10.
+        (RuleKind.MAX_TOKENS, {"max_tokens": 10.0}, {"max_tokens": 10}),
         (RuleKind.MAX_STEPS, {"max_steps": 5}, {"max_steps": 5}),
         (RuleKind.MAX_DURATION, {"max_duration_s": 1.5}, {"max_duration_s": 1.5}),
         (RuleKind.MAX_DURATION, {"max_duration_s": 30}, {"max_duration_s": 30}),
@@ -93,7 +95,9 @@ def rule(
 def test_valid_params_are_normalized(
     kind: RuleKind, params: dict[str, Any], stored: dict[str, Any]
 ) -> None:
-    assert validate_rule_params(kind, params) == stored
+    normalized = validate_rule_params(kind, params)
+    assert normalized == stored
+    assert {k: type(v) for k, v in normalized.items()} == {k: type(v) for k, v in stored.items()}
     # Stored params validate to themselves, so a rule read back can be re-checked.
     assert validate_rule_params(kind, stored) == stored
 
@@ -111,7 +115,7 @@ def test_valid_params_are_normalized(
         (RuleKind.MAX_COST, {"max_usd": 1}, "max_cost does not take max_usd"),
         (RuleKind.MAX_TOKENS, {}, "'max_tokens': an integer ≥ 0, got None"),
         (RuleKind.MAX_TOKENS, {"max_tokens": True}, "got True"),
-        (RuleKind.MAX_TOKENS, {"max_tokens": 10.0}, "an integer"),
+        (RuleKind.MAX_TOKENS, {"max_tokens": 10.5}, "an integer"),
         (RuleKind.MAX_STEPS, {"max_steps": -1}, "an integer ≥ 0"),
         (RuleKind.MAX_STEPS, {"max_steps": 1, "extra": 2}, "does not take extra"),
         (RuleKind.MAX_DURATION, {"max_duration_s": -1}, "a finite number ≥ 0"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from runkernel.domain.numbers import as_integer
 from runkernel.errors import PlanValidationError
 
 STEP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
@@ -98,6 +99,10 @@ def parse_plan(
     with a message naming the offending step."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("steps"), list):
         raise PlanValidationError('a plan is an object {"steps": [...]}')
+    unknown = sorted(str(key) for key in raw if key != "steps")
+    if unknown:
+        # Dropping a key silently would run a plan other than the one its author wrote.
+        raise PlanValidationError(f"plan: unknown fields {unknown}; a plan has only 'steps'")
     raw_steps: list[Any] = raw["steps"]
     if not raw_steps:
         raise PlanValidationError("a plan needs at least one step")
@@ -106,10 +111,20 @@ def parse_plan(
             f"plan has {len(raw_steps)} steps; the limit is {max_steps}", code="plan_too_large"
         )
     seen: set[str] = set()
+    output_keys: dict[str, str] = {}
     steps: list[Step] = []
     for index, item in enumerate(raw_steps):
         step = _parse_step(index, item, seen)
         where = f"step {step.step_id!r}"
+        if step.output_key is not None:
+            # The run's output maps each key to one step's output: a second step would
+            # silently replace the first one's.
+            first = output_keys.setdefault(step.output_key, step.step_id)
+            if first != step.step_id:
+                raise PlanValidationError(
+                    f"{where}: output_key {step.output_key!r} is already the output_key of "
+                    f"step {first!r}"
+                )
         for ref in templates_in(step.params):
             if ref.step_id not in seen:
                 raise PlanValidationError(
@@ -130,7 +145,7 @@ def _parse_step(index: int, item: Any, seen: set[str]) -> Step:
     if not isinstance(item, Mapping):
         raise PlanValidationError(f"step #{index} must be an object")
     step_id = item.get("step_id", f"step{index}")
-    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+    if not isinstance(step_id, str) or not STEP_ID.fullmatch(step_id):
         raise PlanValidationError(
             f"step #{index}: step_id must match {STEP_ID.pattern} (got {step_id!r})"
         )
@@ -145,8 +160,8 @@ def _parse_step(index: int, item: Any, seen: set[str]) -> Step:
     on_error = item.get("on_error", "abort")
     if on_error not in ("abort", "continue"):
         raise PlanValidationError(f"step {step_id!r}: on_error must be 'abort' or 'continue'")
-    retries = item.get("retries", 0)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
+    retries = as_integer(item.get("retries", 0))
+    if retries is None or not 0 <= retries <= MAX_RETRIES:
         raise PlanValidationError(
             f"step {step_id!r}: retries must be an integer from 0 to {MAX_RETRIES}"
         )

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
 from runkernel.domain.money import usd_to_micros
+from runkernel.domain.numbers import as_integer
 from runkernel.domain.outcomes import RunOutcome
 from runkernel.errors import ConflictError, InvariantError, ValidationError
 
@@ -160,7 +161,7 @@ def validate_rule_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str,
             try:
                 return {"max_cost_micros": usd_to_micros(usd)}
             except ValueError as exc:
-                raise ValidationError(f"max_cost: max_cost_usd is out of range ({exc})") from exc
+                raise ValidationError(f"max_cost: max_cost_usd: {exc}") from exc
         return {"max_cost_micros": _number(kind, "max_cost_micros", params["max_cost_micros"], int)}
     if kind in _LIMIT_KEYS:
         key = _LIMIT_KEYS[kind]
@@ -230,11 +231,35 @@ def bump(rule: PolicyRule, changes: Mapping[str, Any], now_ms: int) -> PolicyRul
         raise ValidationError(f"cannot change {', '.join(sorted(unknown))} of a rule")
     fields = dict(changes)
     if "params" in fields:
-        fields["params"] = validate_rule_params(rule.kind, fields["params"])
+        fields["params"] = _params_of(rule, fields["params"])
     for name, enum in (("enforcement", Enforcement), ("status", RuleStatus), ("scope", Scope)):
         if name in fields:
             fields[name] = _member(enum, name, fields[name])
     return replace(rule, **fields, version=rule.version + 1, updated_at_ms=now_ms)
+
+
+def _params_of(rule: PolicyRule, params: Any) -> dict[str, Any]:
+    """``params`` checked for the rule's kind. Params that are valid, but for another kind,
+    are a ``ConflictError``: the request is sound, the rule it names is of another kind."""
+    try:
+        return validate_rule_params(rule.kind, params)
+    except ValidationError:
+        for kind in RuleKind:
+            if kind is not rule.kind and _valid_for(kind, params):
+                raise ConflictError(
+                    f"rule {rule.id} is a {rule.kind.value} rule; these are {kind.value} "
+                    "params (a rule's kind is fixed: create a new rule instead)",
+                    code="params_of_another_kind",
+                ) from None
+        raise
+
+
+def _valid_for(kind: RuleKind, params: Any) -> bool:
+    try:
+        validate_rule_params(kind, params)
+    except ValidationError:
+        return False
+    return True
 
 
 def new_rule(
@@ -316,11 +341,15 @@ def _only(kind: RuleKind, params: Mapping[str, Any], allowed: set[str]) -> None:
 
 
 def _number(kind: RuleKind, key: str, value: Any, numeric: type = float) -> Any:
-    """A finite number ≥ 0 (an int when ``numeric`` is int); bools are not numbers."""
+    """A finite number ≥ 0 (an integral one, as int, when ``numeric`` is int); bools are
+    not numbers."""
+    given = value
+    if numeric is int:
+        value = as_integer(value)
     ok_types = (int,) if numeric is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_types) or not 0 <= value < math.inf:
         kind_of = "an integer" if numeric is int else "a finite number"
-        raise ValidationError(f"{kind.value} needs {key!r}: {kind_of} ≥ 0, got {value!r}")
+        raise ValidationError(f"{kind.value} needs {key!r}: {kind_of} ≥ 0, got {given!r}")
     return value
 
 

@@ -133,6 +133,9 @@ class Run:
     finished_at_ms: int | None
     steps: tuple[StepRecord, ...] = field(default=())
     transitions: tuple[Transition, ...] = field(default=())
+    # What the idempotency key was bound to (domain.idempotency); None for runs stored
+    # before fingerprints existed.
+    request_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from runkernel.domain.audit import (
 from runkernel.domain.permissions import Permission, require
 from runkernel.domain.records import Principal, Run
 from runkernel.domain.traces import Trace, TraceStatus, trace_of
-from runkernel.errors import NotFoundError
+from runkernel.errors import ConflictError, NotFoundError
 from runkernel.services.paging import check_choice, check_limit
 from runkernel.services.ports import AuditStore, Clock, UnitOfWorkFactory
 
@@ -84,7 +84,8 @@ class AuditService:
         )
 
     def trace(self, principal: Principal, run_id: str) -> RunTrace:
-        """The run's trace, one span per executed step; none before execution began."""
+        """The run's trace, one span per executed step; none before execution began (a
+        ``ConflictError``: the run exists, its trace does not yet)."""
         require(principal, Permission.READ_RUNS)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id)
@@ -92,10 +93,10 @@ class AuditService:
                 raise NotFoundError(f"no run {run_id!r}")
             row = uow.traces.get(run_id)
         if row is None:
-            raise NotFoundError(
-                f"run {run_id!r} has no trace (it is {run.status.value}); "
+            raise ConflictError(
+                f"run {run_id!r} has no trace yet (it is {run.status.value}); "
                 "a trace starts when execution begins",
-                code="trace_not_found",
+                code="trace_pending",
             )
         trace = trace_of(
             run,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TypeVar
 
-from runkernel.errors import ValidationError
+from runkernel.errors import QueryValidationError
 
 MAX_PAGE = 500
 T = TypeVar("T")
@@ -16,12 +16,12 @@ def check_choice(name: str, value: str | None, choices: type[StrEnum]) -> None:
     """A filter naming no member would silently match nothing: refuse it instead."""
     if value is not None and value not in {c.value for c in choices}:
         allowed = ", ".join(c.value for c in choices)
-        raise ValidationError(f"unknown {name} {value!r}; one of {allowed}")
+        raise QueryValidationError(f"unknown {name} {value!r}; one of {allowed}")
 
 
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"limit must be from 1 to {MAX_PAGE}")
+        raise QueryValidationError(f"limit must be from 1 to {MAX_PAGE}")
 
 
 def page(found: Sequence[T], limit: int, *, key: Callable[[T], str]) -> tuple[list[T], str | None]:

@@ -94,7 +94,8 @@ class PolicyService:
 
     def evaluation(self, principal: Principal, run_id: str) -> dict[str, Any]:
         """The run's policy evaluation; it is written with the final status, so a run that
-        is not final yet has none (``NotFoundError``)."""
+        is not final yet has none: a ``ConflictError`` with the run's state (the run
+        exists, so "not found" would say the wrong thing)."""
         require(principal, Permission.READ_RUNS)
         with self._uow(read_only=True) as uow:
             run = uow.runs.get(principal.tenant_id, run_id, details=False)
@@ -102,10 +103,10 @@ class PolicyService:
                 raise NotFoundError(f"no run {run_id!r}")
             found = uow.policies.evaluation(run_id)
         if found is None:
-            raise NotFoundError(
-                f"run {run_id!r} has no policy evaluation (it is {run.status.value}); "
+            raise ConflictError(
+                f"run {run_id!r} has no policy evaluation yet (it is {run.status.value}); "
                 "a run is evaluated when it is final",
-                code="evaluation_not_found",
+                code="evaluation_pending",
             )
         return found
 
@@ -131,7 +132,7 @@ def add_rule(uow: UnitOfWork, rule: PolicyRule) -> None:
     """Insert ``rule`` after checking its agent is one of the tenant's (a foreign or
     unknown agent would otherwise surface as a database error)."""
     if rule.agent_id is not None and uow.agents.get(rule.tenant_id, rule.agent_id) is None:
-        raise ValidationError(f"no agent {rule.agent_id!r}", code="unknown_agent")
+        raise NotFoundError(f"no agent {rule.agent_id!r}", code="unknown_agent")
     uow.policies.add(rule)
 
 

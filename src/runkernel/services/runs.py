@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runkernel.domain.audit import AuditExpectation, create_run_expectations
+from runkernel.domain.idempotency import request_fingerprint
 from runkernel.domain.ids import new_id
 from runkernel.domain.permissions import Permission, require
 from runkernel.domain.plans import parse_plan
@@ -22,6 +23,7 @@ from runkernel.errors import (
     ValidationError,
 )
 from runkernel.services.completion import RunCompletionTransaction
+from runkernel.services.paging import check_choice, check_limit, page
 from runkernel.services.ports import (
     AuditStore,
     Clock,
@@ -95,7 +97,9 @@ class RunService:
         """Validate, authorize and enqueue a run in one transaction (T0).
 
         A run the agent's budget cannot pay for is recorded FAILED (failed_policy), never
-        dropped, so the denial stays inspectable."""
+        dropped, so the denial stays inspectable. An ``idempotency_key`` already used by
+        the tenant returns that run when the request is the same, and is a
+        ``ConflictError`` (``idempotency_conflict``) when it is not."""
         require(principal, Permission.SUBMIT_RUN)
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise ValidationError("idempotency_key must be 1-200 characters")
@@ -110,65 +114,23 @@ class RunService:
             )
         parsed = parse_plan(
             plan, max_steps=self._limits.max_plan_steps, validate_skill=self._skills.validate
-        )
+        ).to_dict()
         budget = budget or RunBudget()
-        now = self._clock.now_ms()
+        fingerprint = request_fingerprint(
+            agent_id=agent_id, plan=parsed, budget=budget, metadata=metadata
+        )
+        run = _new_run(
+            principal,
+            agent_id,
+            parsed,
+            budget,
+            metadata,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            now=self._clock.now_ms(),
+        )
         try:
-            with self._uow() as uow:
-                if idempotency_key:
-                    existing = uow.runs.find_by_idempotency_key(
-                        principal.tenant_id, idempotency_key
-                    )
-                    if existing is not None:
-                        return Submitted(existing, created=False)
-                agent = uow.agents.get(principal.tenant_id, agent_id)
-                if agent is None:
-                    raise ValidationError(f"no agent {agent_id!r}", code="unknown_agent")
-                if agent.spent_micros >= agent.budget_micros:
-                    steps = path(
-                        (Phase.CREATED, RunStatus.QUEUED),
-                        (Phase.FAILED, RunStatus.FAILED_POLICY, "agent budget exhausted"),
-                        at_ms=now,
-                    )
-                    error = ("agent_budget_exhausted", f"agent {agent.name!r} has spent its budget")
-                else:
-                    steps = path(
-                        (Phase.CREATED, RunStatus.QUEUED),
-                        (Phase.AUTHORIZED, RunStatus.QUEUED, "authorized"),
-                        at_ms=now,
-                    )
-                    error = None
-                created = transition(
-                    None, None, Phase.CREATED, RunStatus.QUEUED, at_ms=now, reason="submitted"
-                )
-                final = steps[-1]
-                run = _new_run(
-                    principal, agent_id, parsed.to_dict(), budget, idempotency_key, metadata, now
-                )
-                run = replace(
-                    run,
-                    phase=final.to_phase,
-                    status=final.to_status,
-                    error_code=error[0] if error else None,
-                    error_message=error[1] if error else None,
-                    finished_at_ms=now if error else None,
-                )
-                uow.runs.add(run, [created, *steps])
-                # The expectations exist before the run can be claimed (DESIGN, T0).
-                expected = self._expectations.expectations(run, now)
-                if self._expectations.in_transaction:
-                    uow.audit.add_expectations(expected)
-                else:
-                    self._expectations.store.add_expectations(expected)
-                denied_acks = []
-                if error is None:
-                    uow.runs.notify_new_runs()
-                    uow.after_commit(self._wakeup.notify)
-                else:
-                    denied_acks = self._completion.record_unclaimed(uow, run)
-                uow.commit()
-            if denied_acks:
-                self._completion.acks_committed(denied_acks)
+            submitted = self._insert(run)
         except ConflictError:
             # Two submissions raced on one idempotency key; the other one won.
             if idempotency_key is None:
@@ -177,7 +139,66 @@ class RunService:
                 existing = uow.runs.find_by_idempotency_key(principal.tenant_id, idempotency_key)
             if existing is None:
                 raise
-            return Submitted(existing, created=False)
+            submitted = Submitted(existing, created=False)
+        if not submitted.created:
+            _check_same_request(submitted.run, fingerprint)
+        return submitted
+
+    def _insert(self, run: Run) -> Submitted:
+        """Authorize and store ``run`` with its expectations; or, storing nothing, the run
+        its idempotency key already names."""
+        now = run.created_at_ms
+        with self._uow() as uow:
+            if run.idempotency_key:
+                existing = uow.runs.find_by_idempotency_key(run.tenant_id, run.idempotency_key)
+                if existing is not None:
+                    return Submitted(existing, created=False)
+            agent = uow.agents.get(run.tenant_id, run.agent_id)
+            if agent is None:
+                # Like an id in a path: nothing of that id is visible to this tenant.
+                raise NotFoundError(f"no agent {run.agent_id!r}", code="unknown_agent")
+            if agent.spent_micros >= agent.budget_micros:
+                steps = path(
+                    (Phase.CREATED, RunStatus.QUEUED),
+                    (Phase.FAILED, RunStatus.FAILED_POLICY, "agent budget exhausted"),
+                    at_ms=now,
+                )
+                error = ("agent_budget_exhausted", f"agent {agent.name!r} has spent its budget")
+            else:
+                steps = path(
+                    (Phase.CREATED, RunStatus.QUEUED),
+                    (Phase.AUTHORIZED, RunStatus.QUEUED, "authorized"),
+                    at_ms=now,
+                )
+                error = None
+            created = transition(
+                None, None, Phase.CREATED, RunStatus.QUEUED, at_ms=now, reason="submitted"
+            )
+            final = steps[-1]
+            run = replace(
+                run,
+                phase=final.to_phase,
+                status=final.to_status,
+                error_code=error[0] if error else None,
+                error_message=error[1] if error else None,
+                finished_at_ms=now if error else None,
+            )
+            uow.runs.add(run, [created, *steps])
+            # The expectations exist before the run can be claimed (DESIGN, T0).
+            expected = self._expectations.expectations(run, now)
+            if self._expectations.in_transaction:
+                uow.audit.add_expectations(expected)
+            else:
+                self._expectations.store.add_expectations(expected)
+            denied_acks = []
+            if error is None:
+                uow.runs.notify_new_runs()
+                uow.after_commit(self._wakeup.notify)
+            else:
+                denied_acks = self._completion.record_unclaimed(uow, run)
+            uow.commit()
+        if denied_acks:
+            self._completion.acks_committed(denied_acks)
         return Submitted(run, created=True)
 
     def get(self, principal: Principal, run_id: str) -> Run:
@@ -199,23 +220,17 @@ class RunService:
     ) -> tuple[list[Run], str | None]:
         """One page of runs, newest first, and the cursor of the next page (or None)."""
         require(principal, Permission.READ_RUNS)
-        if status is not None and status not in {s.value for s in RunStatus}:
-            raise ValidationError(
-                f"unknown status {status!r}; one of {', '.join(s.value for s in RunStatus)}"
-            )
-        if not 1 <= limit <= 500:
-            raise ValidationError("limit must be from 1 to 500")
+        check_choice("status", status, RunStatus)
+        check_limit(limit)
         with self._uow(read_only=True) as uow:
-            page = uow.runs.search(
+            found = uow.runs.search(
                 principal.tenant_id,
                 status=status,
                 agent_id=agent_id,
                 limit=limit + 1,
                 before_id=cursor,
             )
-        more = len(page) > limit
-        page = page[:limit]
-        return page, (page[-1].id if more and page else None)
+        return page(found, limit, key=lambda run: run.id)
 
     def cancel(self, principal: Principal, run_id: str) -> Run:
         """Cancel a queued run at once; ask the worker of a running one to stop at the
@@ -258,13 +273,26 @@ class RunService:
         return self.get(principal, run_id)
 
 
+def _check_same_request(existing: Run, fingerprint: str) -> None:
+    """A repeated idempotency key must come with the request it was first used for. Runs
+    stored before fingerprints existed (None) are returned as they always were."""
+    if existing.request_fingerprint not in (None, fingerprint):
+        raise ConflictError(
+            f"idempotency key {existing.idempotency_key!r} was already used for a different "
+            f"request (run {existing.id}); send the same request again, or use a new key",
+            code="idempotency_conflict",
+        )
+
+
 def _new_run(
     principal: Principal,
     agent_id: str,
     plan: dict[str, Any],
     budget: RunBudget,
-    idempotency_key: str | None,
     metadata: Mapping[str, Any] | None,
+    *,
+    idempotency_key: str | None,
+    fingerprint: str,
     now: int,
 ) -> Run:
     return Run(
@@ -277,6 +305,7 @@ def _new_run(
         budget=budget,
         metadata=dict(metadata or {}),
         idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
         attempt=0,
         lease_owner=None,
         lease_expires_at_ms=None,

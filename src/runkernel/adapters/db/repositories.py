@@ -314,6 +314,7 @@ def _run_values(run: Run) -> dict[str, Any]:
         "budget": run.budget.to_dict(),
         "metadata": run.metadata,
         "idempotency_key": run.idempotency_key,
+        "request_fingerprint": run.request_fingerprint,
         "attempt": run.attempt,
         "next_step": 0,
         "error_code": run.error_code,

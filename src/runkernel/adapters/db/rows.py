@@ -45,6 +45,7 @@ def run_from_row(row: Row[Any]) -> Run:
         updated_at_ms=m["updated_at_ms"],
         started_at_ms=m["started_at_ms"],
         finished_at_ms=m["finished_at_ms"],
+        request_fingerprint=m["request_fingerprint"],
     )
 
 

@@ -21,6 +21,7 @@ from runkernel.entrypoints.api.auth import rate_limiter
 from runkernel.entrypoints.api.docs import install as install_docs
 from runkernel.entrypoints.api.errors import install as install_error_handlers
 from runkernel.entrypoints.api.limits import BodyLimitMiddleware
+from runkernel.entrypoints.api.openapi import install as install_openapi
 from runkernel.entrypoints.governance_services import GovernanceServices
 
 DESCRIPTION = """\
@@ -55,6 +56,7 @@ def create_app(kernel: Kernel) -> FastAPI:
     app.include_router(routes_lessons.router)
     app.include_router(routes_keys.router)
     app.include_router(routes_metrics.router)
+    install_openapi(app, skills=kernel.skills.names(), max_steps=kernel.settings.max_plan_steps)
     # Outermost, so an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimitMiddleware, max_bytes=kernel.settings.max_payload_bytes)
     return app

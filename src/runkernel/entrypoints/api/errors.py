@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from runkernel.errors import (
     AuthenticationError,
@@ -23,6 +24,7 @@ from runkernel.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QueryValidationError,
     RateLimitedError,
     RunkernelError,
     StorageUnavailableError,
@@ -52,6 +54,7 @@ HTTP_CODES: Mapping[int, str] = {
 }
 
 MAX_LISTED_ERRORS = 5
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -99,7 +102,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             422, "invalid_json", "send the body as JSON with 'Content-Type: application/json'"
         )
-    return error_response(422, "invalid_request", describe(problems))
+    # Query parameters have one code, whichever layer refuses them (QueryValidationError).
+    in_query = any(tuple(p.get("loc", ()))[:1] == ("query",) for p in problems)
+    code = QueryValidationError.code if in_query else "invalid_request"
+    return error_response(422, code, describe(problems))
 
 
 def describe(problems: Sequence[Mapping[str, Any]]) -> str:
@@ -143,7 +149,27 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail)
     code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    return error_response(exc.status_code, code, message, exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, code, message, headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path.
+
+    Starlette's own ``Allow`` names only the first route whose path matched, so a path
+    served by two routes (``GET`` and ``POST /api/v1/runs``) would advertise one method.
+    Asking each route whether it fully matches the path with each method also works for
+    included routers and mounts, whatever their route classes."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

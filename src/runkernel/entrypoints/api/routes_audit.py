@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from runkernel.domain.audit import ReconciliationStatus
 from runkernel.entrypoints.api import views_governance as views
 from runkernel.entrypoints.api.auth import PrincipalDep
 from runkernel.entrypoints.api.governance import GovernanceDep
@@ -32,7 +33,7 @@ def get_run_audit(run_id: str, principal: PrincipalDep, services: GovernanceDep)
 @router.get(
     "/runs/{run_id}/evaluation",
     tags=["runs"],
-    responses={404: error_doc("no such run, or it is not final yet")},
+    responses={409: error_doc("the run is not final yet")},
 )
 def get_run_evaluation(
     run_id: str, principal: PrincipalDep, services: GovernanceDep
@@ -44,7 +45,7 @@ def get_run_evaluation(
 @router.get(
     "/runs/{run_id}/trace",
     tags=["runs"],
-    responses={404: error_doc("no such run, or its execution has not begun")},
+    responses={409: error_doc("the run's execution has not begun")},
 )
 def get_run_trace(run_id: str, principal: PrincipalDep, services: GovernanceDep) -> TraceOut:
     """The run's trace record with one span per executed step."""
@@ -55,9 +56,7 @@ def get_run_trace(run_id: str, principal: PrincipalDep, services: GovernanceDep)
 def list_reconciliations(
     principal: PrincipalDep,
     services: GovernanceDep,
-    status: Annotated[
-        str | None, Query(max_length=32, description="STALE, INCOMPLETE or COMPLETE")
-    ] = None,
+    status: ReconciliationStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ReconciliationList:
     """Results the audit sweep stored for this tenant's runs, newest first."""

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from runkernel.domain.incidents import Category, IncidentStatus
 from runkernel.entrypoints.api import views_governance as views
 from runkernel.entrypoints.api.auth import PrincipalDep
 from runkernel.entrypoints.api.governance import GovernanceDep
-from runkernel.entrypoints.api.ids import require_id
+from runkernel.entrypoints.api.ids import cursor_query, require_id
 from runkernel.entrypoints.api.schemas import ERROR_RESPONSES, ID_PATTERN, error_doc
 from runkernel.entrypoints.api.schemas_governance import IncidentList, IncidentOut
 
@@ -22,14 +23,10 @@ def list_incidents(
     principal: PrincipalDep,
     services: GovernanceDep,
     run_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    status: Annotated[
-        str | None, Query(max_length=32, description="ACTIVE, ACKED, RESOLVED")
-    ] = None,
-    category: Annotated[str | None, Query(max_length=32, description="e.g. STALE_RUN")] = None,
+    status: IncidentStatus | None = None,
+    category: Category | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(pattern=ID_PATTERN, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, cursor_query("inc")] = None,
 ) -> IncidentList:
     """Incidents of this tenant, newest first, one page at a time."""
     found, next_cursor = services.incidents.search(

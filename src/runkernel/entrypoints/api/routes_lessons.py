@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from runkernel.domain.lessons import LessonState
 from runkernel.entrypoints.api import views_governance as views
 from runkernel.entrypoints.api.auth import PrincipalDep
 from runkernel.entrypoints.api.governance import GovernanceDep
-from runkernel.entrypoints.api.ids import require_id
-from runkernel.entrypoints.api.schemas import ERROR_RESPONSES, ID_PATTERN, error_doc
+from runkernel.entrypoints.api.ids import cursor_query, require_id
+from runkernel.entrypoints.api.schemas import ERROR_RESPONSES, error_doc
 from runkernel.entrypoints.api.schemas_governance import LessonConverted, LessonList, LessonOut
 
 router = APIRouter(prefix="/api/v1/lessons", tags=["lessons"], responses=ERROR_RESPONSES)
@@ -23,11 +24,9 @@ FINAL = error_doc("the lesson is already converted or dismissed")
 def list_lessons(
     principal: PrincipalDep,
     services: GovernanceDep,
-    state: Annotated[str | None, Query(max_length=32, description="e.g. pending")] = None,
+    state: LessonState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(pattern=ID_PATTERN, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, cursor_query("lsn")] = None,
 ) -> LessonList:
     """Lessons of this tenant, newest first, one page at a time."""
     found, next_cursor = services.lessons.search(principal, state=state, limit=limit, cursor=cursor)

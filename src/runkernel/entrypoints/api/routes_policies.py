@@ -1,5 +1,5 @@
 """``/api/v1/policies``: a tenant's policy rules. Every change bumps the rule's version;
-changes need an admin key; a deleted rule is retired, not erased (evaluations cite it)."""
+changes need an admin key; a rule is retired, never erased (evaluations cite it)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,22 @@ from runkernel.entrypoints.api.auth import PrincipalDep
 from runkernel.entrypoints.api.governance import GovernanceDep
 from runkernel.entrypoints.api.ids import require_id
 from runkernel.entrypoints.api.schemas import ERROR_RESPONSES, error_doc
-from runkernel.entrypoints.api.schemas_governance import (
-    PolicyCreate,
-    PolicyList,
-    PolicyOut,
-    PolicyPatch,
-)
+from runkernel.entrypoints.api.schemas_governance import PolicyList, PolicyOut
+from runkernel.entrypoints.api.schemas_policies import PolicyCreate, PolicyPatch
 
 router = APIRouter(prefix="/api/v1/policies", tags=["policies"], responses=ERROR_RESPONSES)
 
 CHANGE_CONFLICT = error_doc("the rule is retired, or changed by someone else meanwhile")
 
 
-@router.post("", status_code=201, responses={403: error_doc("the key is not an admin key")})
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        403: error_doc("the key is not an admin key"),
+        404: error_doc("no such agent in this tenant"),
+    },
+)
 def create_policy(
     body: PolicyCreate,
     principal: PrincipalDep,
@@ -60,19 +63,31 @@ def get_policy(rule_id: str, principal: PrincipalDep, services: GovernanceDep) -
     return views.policy(services.policies.get(principal, require_id(rule_id, "policy rule")))
 
 
-@router.patch("/{rule_id}", responses={409: CHANGE_CONFLICT})
+@router.patch(
+    "/{rule_id}",
+    responses={
+        409: error_doc(
+            "the rule is retired, changed by someone else meanwhile, or of another kind "
+            "than the params"
+        )
+    },
+)
 def change_policy(
     rule_id: str, body: PolicyPatch, principal: PrincipalDep, services: GovernanceDep
 ) -> PolicyOut:
     """Change params, enforcement or status; the answer carries the new version."""
-    changes = body.model_dump(exclude_none=True, exclude={"version"})
     rule = services.policies.change(
-        principal, require_id(rule_id, "policy rule"), changes, expected_version=body.version
+        principal,
+        require_id(rule_id, "policy rule"),
+        body.changes(),
+        expected_version=body.version,
     )
     return views.policy(rule)
 
 
-@router.delete("/{rule_id}", responses={409: CHANGE_CONFLICT})
+# An action, not DELETE: the rule stays readable (evaluations cite it), and a DELETE
+# whose resource is still there afterwards would say the opposite.
+@router.post("/{rule_id}/retire", responses={409: CHANGE_CONFLICT})
 def retire_policy(
     rule_id: str,
     principal: PrincipalDep,

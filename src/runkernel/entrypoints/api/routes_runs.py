@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from runkernel.domain.runs import RunStatus
 from runkernel.entrypoints.api import views
 from runkernel.entrypoints.api.auth import KernelDep, PrincipalDep
-from runkernel.entrypoints.api.ids import require_id
+from runkernel.entrypoints.api.ids import cursor_query, require_id
 from runkernel.entrypoints.api.schemas import (
     ERROR_RESPONSES,
     ID_PATTERN,
@@ -27,7 +28,9 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONS
     status_code=202,
     responses={
         200: {"model": RunAccepted, "description": "the idempotency key named an existing run"},
-        413: error_doc("the plan is over the size limit"),
+        404: error_doc("no such agent in this tenant"),
+        409: error_doc("the idempotency key was used for a different request"),
+        413: error_doc("the request body or the plan is over the size limit"),
     },
 )
 def submit_run(
@@ -39,9 +42,11 @@ def submit_run(
 ) -> RunAccepted:
     """Validate, authorize and enqueue a run: 202 with its id.
 
-    A repeat with an ``idempotency_key`` already used by this tenant answers **200** with
-    the existing run (whatever its status now) and enqueues nothing. A run the agent's
-    budget cannot pay for is accepted as ``failed_policy`` so the denial stays visible.
+    A repeat of the same request with an ``idempotency_key`` already used by this tenant
+    answers **200** with the existing run (whatever its status now) and enqueues nothing;
+    the key with a different request (agent, plan, budget or metadata) is a **409**
+    ``idempotency_conflict``. A run the agent's budget cannot pay for is accepted as
+    ``failed_policy`` so the denial stays visible.
     """
     submitted = kernel.runs.submit(
         principal,
@@ -61,12 +66,10 @@ def submit_run(
 def list_runs(
     principal: PrincipalDep,
     kernel: KernelDep,
-    status: Annotated[str | None, Query(max_length=32, description="e.g. queued")] = None,
+    status: RunStatus | None = None,
     agent_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(pattern=ID_PATTERN, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, cursor_query("run")] = None,
 ) -> RunList:
     """Runs of this tenant, newest first, one page at a time."""
     runs, next_cursor = kernel.runs.search(

@@ -8,24 +8,58 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
-from runkernel.domain.money import usd_to_micros
+from runkernel.domain.money import MAX_USD, SMALLEST_USD, usd_to_micros
+from runkernel.domain.numbers import as_integer
 from runkernel.domain.records import RunBudget
+from runkernel.domain.risk import RiskLevel
+from runkernel.domain.runs import Phase, RunStatus
 from runkernel.domain.storable import check_storable
+from runkernel.entrypoints.api.openapi import PLAN
+from runkernel.entrypoints.api.schema_rules import NON_BLANK_TEXT, TEXT, storable_object
 
-# Bounds keep every amount inside a signed 64-bit column (1e9 USD = 1e15 micros).
-MAX_USD = 1_000_000_000
 MAX_COUNT = 2**53
 MAX_TIMEOUT_S = 30 * 24 * 3600
 ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+# What a step and a run's observability record: strings the executor and the trace sink
+# write, not domain enums.
+STEP_STATUSES = ("succeeded", "failed")
+OBSERVABILITY_STATUSES = ("OK", "DEGRADED", "FAILED")
 
-Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
 
+def _countable(usd: float) -> float:
+    usd_to_micros(usd)  # a non-zero amount that rounds to 0 micros is a ValueError
+    return usd
+
+
+# 0, or an amount that counts as at least one micro-dollar, up to the limit.
+USD_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "const": 0},
+        {"type": "number", "minimum": float(SMALLEST_USD), "maximum": MAX_USD},
+    ]
+}
+Usd = Annotated[
+    float,
+    Field(ge=0, le=MAX_USD, allow_inf_nan=False),
+    AfterValidator(_countable),
+    WithJsonSchema(USD_SCHEMA),
+]
+
+# No step_id: each step then gets step<index>, so copies of the example step (as a
+# generator filling a long plan makes) still have unique ids.
 ECHO_PLAN_EXAMPLE = {
     "steps": [
         {
-            "step_id": "ask",
             "skill": "llm.chat",
             "params": {
                 "model": "echo-1",
@@ -52,7 +86,14 @@ class Body(BaseModel):
 
 # -- agents --------------------------------------------------------------------------
 class AgentCreate(Body):
-    name: str = Field(min_length=1, max_length=200, examples=["support-bot"])
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        examples=["support-bot"],
+        description="unique in the tenant; surrounding whitespace is stripped",
+        # Documented here, checked by the tenancy service with its own message.
+        json_schema_extra={"pattern": NON_BLANK_TEXT},
+    )
     budget_usd: Usd = Field(description="what all runs of the agent may spend, in USD")
 
 
@@ -69,10 +110,21 @@ class AgentList(BaseModel):
 
 
 # -- runs ----------------------------------------------------------------------------
+def _integral(value: Any) -> Any:
+    integer = as_integer(value)
+    return value if integer is None else integer
+
+
+# An integral JSON number (5 or 5.0) is an integer; strings and bools are not. (The
+# bounds sit in the same Annotated: nested, pydantic would print them as "ge"/"le".)
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT), BeforeValidator(_integral)]
+Version = Annotated[int, Field(ge=1), BeforeValidator(_integral)]
+
+
 class BudgetIn(Body):
     max_cost_usd: Usd | None = None
-    max_tokens: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
-    max_steps: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    max_tokens: Count | None = None
+    max_steps: Count | None = None
     timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)] | None = None
 
     def to_budget(self) -> RunBudget:
@@ -80,22 +132,34 @@ class BudgetIn(Body):
         return RunBudget(cost, self.max_tokens, self.max_steps, self.timeout_s)
 
 
+IdempotencyKey = Annotated[
+    str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": TEXT})
+]
+Metadata = Annotated[dict[str, Any], storable_object("kept with the run, never interpreted")]
+
+
 class RunCreate(Body):
-    agent_id: str = Field(min_length=1, max_length=64)
-    plan: dict[str, Any] = Field(
-        description='{"steps": [{"step_id", "skill", "params", "on_error", "retries", '
-        '"output_key"}]}',
-        examples=[ECHO_PLAN_EXAMPLE],
+    agent_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="one of the tenant's agents",
+        json_schema_extra={"pattern": ID_PATTERN},
     )
+    # Checked by domain.plans.parse_plan, which names the offending step.
+    plan: Annotated[dict[str, Any], PLAN] = Field(examples=[ECHO_PLAN_EXAMPLE])
     budget: BudgetIn | None = None
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
-    metadata: dict[str, Any] | None = None
+    idempotency_key: IdempotencyKey | None = Field(
+        None,
+        description="a repeat with the same key and the same request returns the same run; "
+        "the same key with another request is a 409",
+    )
+    metadata: Metadata | None = None
 
 
 class RunAccepted(BaseModel):
     id: str
-    status: str
-    phase: str
+    status: RunStatus
+    phase: Phase
 
 
 class ErrorDetail(BaseModel):
@@ -116,10 +180,10 @@ class BudgetOut(BaseModel):
 
 
 class TransitionOut(BaseModel):
-    from_phase: str | None
-    from_status: str | None
-    to_phase: str
-    to_status: str
+    from_phase: Phase | None
+    from_status: RunStatus | None
+    to_phase: Phase
+    to_status: RunStatus
     at: str
     reason: str
 
@@ -127,7 +191,7 @@ class TransitionOut(BaseModel):
 class StepOut(BaseModel):
     step_id: str
     skill: str
-    status: str
+    status: str = Field(json_schema_extra={"enum": list(STEP_STATUSES)})
     output: Any
     usage: UsageOut
     cost_usd: float
@@ -140,8 +204,8 @@ class StepOut(BaseModel):
 class RunSummary(BaseModel):
     id: str
     agent_id: str
-    status: str
-    phase: str
+    status: RunStatus
+    phase: Phase
     attempt: int
     cost_usd: float
     usage: UsageOut
@@ -159,12 +223,17 @@ class RunList(BaseModel):
 class RunDetail(RunSummary):
     cost_micros: int
     budget: BudgetOut
-    output: Any
+    plan: dict[str, Any] = Field(
+        description="the plan as validated, with defaults filled in (see Plan)"
+    )
+    output: Any = Field(
+        description="outputs of the steps with an output_key, by key; else the last step's"
+    )
     metadata: dict[str, Any]
     idempotency_key: str | None
     cancel_requested: bool
-    observability_status: str
-    risk_level: str
+    observability_status: str = Field(json_schema_extra={"enum": list(OBSERVABILITY_STATUSES)})
+    risk_level: RiskLevel
     updated_at: str
     transitions: list[TransitionOut]
     steps: list[StepOut]
@@ -184,6 +253,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: error_doc("missing or unknown API key"),
     403: error_doc("the key's role may not do this (README: Roles), or its tenant is not active"),
     404: error_doc("nothing of that id is visible to this tenant"),
+    # Any request: the body limit is checked before routing.
+    413: error_doc("the request body is over the size limit"),
     422: error_doc("invalid request"),
     429: error_doc("over the key's or tenant's rate limit; retry after `Retry-After` seconds"),
 }

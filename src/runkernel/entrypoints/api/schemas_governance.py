@@ -2,13 +2,12 @@
 lessons and the runtime audit. Shared conventions (strict bodies, the error shape, ids)
 live in :mod:`runkernel.entrypoints.api.schemas`.
 
-Enumerated fields are plain strings validated by the domain, which names the allowed
-values in its 422 message; the ``enum`` lists here only document them.
+Enumerated fields are plain strings; the ``enum`` lists document the domain's values.
+The bodies that create and change rules are in :mod:`.schemas_policies`.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,14 +16,9 @@ from runkernel.domain.audit import AckStatus, ExpectationStatus, ReconciliationS
 from runkernel.domain.incidents import Category, IncidentStatus, Severity
 from runkernel.domain.lessons import LessonKind, LessonState
 from runkernel.domain.policy import Enforcement, Outcome, RuleKind, RuleStatus, Scope
-from runkernel.entrypoints.api.schemas import Body, UsageOut
-
-
-def one_of(enum: type[StrEnum], default: Any = ..., description: str | None = None) -> Any:
-    """A string field documented as one of ``enum``'s values (``...``: required)."""
-    return Field(
-        default, description=description, json_schema_extra={"enum": [e.value for e in enum]}
-    )
+from runkernel.domain.traces import TraceStatus
+from runkernel.entrypoints.api.schema_rules import one_of
+from runkernel.entrypoints.api.schemas import STEP_STATUSES, UsageOut
 
 
 # -- incidents -----------------------------------------------------------------------
@@ -48,30 +42,6 @@ class IncidentList(BaseModel):
 
 
 # -- policies ------------------------------------------------------------------------
-PARAMS_DOC = (
-    "max_cost: {max_cost_usd} (stored as max_cost_micros); max_tokens: {max_tokens}; "
-    "max_steps: {max_steps}; max_duration: {max_duration_s}; allowed_skills, "
-    "denied_skills, require_approval: {skills: [names]}"
-)
-
-
-class PolicyCreate(Body):
-    kind: str = one_of(RuleKind)
-    params: dict[str, Any] = Field(description=PARAMS_DOC, examples=[{"max_cost_usd": 0.5}])
-    enforcement: str = one_of(Enforcement, Enforcement.BLOCK.value)
-    scope: str = one_of(Scope, Scope.TENANT.value)
-    agent_id: str | None = Field(None, description="required exactly when scope is agent")
-
-
-class PolicyPatch(Body):
-    params: dict[str, Any] | None = Field(None, description=PARAMS_DOC)
-    enforcement: str | None = one_of(Enforcement, None)
-    status: str | None = one_of(RuleStatus, None, "RETIRED retires the rule, like DELETE")
-    version: int | None = Field(
-        None, ge=1, description="apply only if the rule is still at this version (else 409)"
-    )
-
-
 class PolicyOut(BaseModel):
     id: str
     kind: str = one_of(RuleKind)
@@ -92,16 +62,16 @@ class PolicyList(BaseModel):
 class ViolationOut(BaseModel):
     rule_id: str
     rule_version: int
-    kind: str
-    enforcement: str
+    kind: str = one_of(RuleKind)
+    enforcement: str = one_of(Enforcement)
     message: str
 
 
 class RuleRefOut(BaseModel):
     id: str
     version: int
-    kind: str
-    enforcement: str
+    kind: str = one_of(RuleKind)
+    enforcement: str = one_of(Enforcement)
 
 
 class EvaluationOut(BaseModel):
@@ -117,7 +87,7 @@ class EvaluationOut(BaseModel):
 class SpanOut(BaseModel):
     step_id: str
     skill: str
-    status: str
+    status: str = Field(json_schema_extra={"enum": list(STEP_STATUSES)})
     attempt: int
     tries: int
     duration_ms: int
@@ -130,7 +100,7 @@ class SpanOut(BaseModel):
 class TraceOut(BaseModel):
     run_id: str
     agent_id: str
-    status: str = Field(description="started, completed, failed or aborted")
+    status: str = one_of(TraceStatus)
     sink_error: str | None = Field(description="why the observability sink refused it")
     started_at: str
     completed_at: str | None

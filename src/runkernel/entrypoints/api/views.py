@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from runkernel.domain.money import micros_to_usd
 from runkernel.domain.records import Agent, Run, StepRecord
+from runkernel.domain.risk import RiskLevel
 from runkernel.domain.runs import Transition
 from runkernel.domain.skills import Usage
 from runkernel.entrypoints.api import schemas
@@ -31,7 +32,7 @@ def agent(record: Agent) -> schemas.AgentOut:
 
 
 def accepted(run: Run) -> schemas.RunAccepted:
-    return schemas.RunAccepted(id=run.id, status=run.status.value, phase=run.phase.value)
+    return schemas.RunAccepted(id=run.id, status=run.status, phase=run.phase)
 
 
 def _usage(usage: Usage) -> schemas.UsageOut:
@@ -48,8 +49,8 @@ def summary(run: Run) -> schemas.RunSummary:
     return schemas.RunSummary(
         id=run.id,
         agent_id=run.agent_id,
-        status=run.status.value,
-        phase=run.phase.value,
+        status=run.status,
+        phase=run.phase,
         attempt=run.attempt,
         cost_usd=micros_to_usd(run.cost_micros),
         usage=_usage(run.usage),
@@ -73,12 +74,13 @@ def detail(run: Run) -> schemas.RunDetail:
             max_steps=budget.max_steps,
             timeout_s=budget.timeout_s,
         ),
+        plan=run.plan,
         output=run.output,
         metadata=run.metadata,
         idempotency_key=run.idempotency_key,
         cancel_requested=run.cancel_requested,
         observability_status=run.observability_status,
-        risk_level=run.risk_level,
+        risk_level=RiskLevel(run.risk_level),
         updated_at=iso(run.updated_at_ms),
         transitions=[_transition(t) for t in run.transitions],
         steps=[_step(s) for s in run.steps],
@@ -87,10 +89,10 @@ def detail(run: Run) -> schemas.RunDetail:
 
 def _transition(t: Transition) -> schemas.TransitionOut:
     return schemas.TransitionOut(
-        from_phase=t.from_phase.value if t.from_phase else None,
-        from_status=t.from_status.value if t.from_status else None,
-        to_phase=t.to_phase.value,
-        to_status=t.to_status.value,
+        from_phase=t.from_phase,
+        from_status=t.from_status,
+        to_phase=t.to_phase,
+        to_status=t.to_status,
         at=iso(t.at_ms),
         reason=t.reason,
     )

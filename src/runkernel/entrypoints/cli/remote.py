@@ -169,7 +169,7 @@ def show(
     url: opt.Url = opt.DEFAULT_URL,
     api_key: opt.ApiKey = None,
 ) -> None:
-    """Show one run: status, cost, its steps and its transitions."""
+    """Show one run: status, cost, its steps, its transitions and its output."""
     with _client(url, api_key) as client:
         run = client.get_run(run_id)
     if as_json:

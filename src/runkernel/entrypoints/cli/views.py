@@ -12,6 +12,7 @@ from typing import Any
 from rich import box
 from rich.console import Group, RenderableType
 from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
@@ -144,7 +145,15 @@ def run_detail(run: JsonObject) -> RenderableType:
     if error:
         summary.add_row("error", Text(f"{error[0]}: {error[1]}", style="red"))
     parts: list[RenderableType] = [summary, steps_table(run), transitions_table(run)]
+    if run.get("output") is not None:
+        parts.append(output_panel(run["output"]))
     return Group(*parts)
+
+
+def output_panel(output: Any) -> Panel:
+    """The run's output in full, as JSON (a string as it is): it is what the run is for."""
+    text = output if isinstance(output, str) else json.dumps(output, indent=2, ensure_ascii=False)
+    return Panel(Text(text), title="output", title_align="left", box=box.ROUNDED)
 
 
 def steps_table(run: JsonObject) -> Table:
