@@ -138,7 +138,7 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
             lambda w: {"rule_id": w.rule()},
             body=lambda w: {"params": {"max_steps": 8}},
         ),
-        Endpoint("DELETE", "/api/v1/policies/{rule_id}", 200, lambda w: {"rule_id": w.rule()}),
+        Endpoint("POST", "/api/v1/policies/{rule_id}/retire", 200, lambda w: {"rule_id": w.rule()}),
     ],
     Permission.READ_INCIDENTS: [
         Endpoint("GET", "/api/v1/incidents", 200),

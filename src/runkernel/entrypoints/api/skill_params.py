@@ -111,6 +111,15 @@ SKILL_PARAMS: dict[str, dict[str, Any]] = {
                     {"type": "null"},
                 ]
             },
+            "follow_redirects": {
+                "type": "boolean",
+                "description": "follow up to 5 redirects, each checked by the egress guard",
+            },
+            "idempotency_key": {
+                "type": "boolean",
+                "description": "send Idempotency-Key: <run_id>/<step_id>, the same on every "
+                "retry and takeover",
+            },
         },
         {"method": "GET", "url": "https://example.com/"},
         "An HTTP call (method in any case); the egress guard checks the destination when "
