@@ -185,7 +185,7 @@ class Tenancy:
         try:
             budget = usd_to_micros(budget_usd)
         except ValueError as exc:
-            raise ValidationError(str(exc)) from exc
+            raise ValidationError(f"budget_usd: {exc}") from exc
         if not 0 <= budget <= MAX_MICROS:
             raise ValidationError(f"budget_usd must be from 0 to {MAX_MICROS // 1_000_000}")
         agent = Agent(new_id("agt"), principal.tenant_id, name, budget, 0, self._clock.now_ms())
