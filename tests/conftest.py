@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from runkernel.adapters.audit_store import MemoryAuditStore, SqlAuditStore
 from runkernel.adapters.audit_store.redis import RedisAuditStore
@@ -23,6 +24,7 @@ from runkernel.adapters.db.engine import Database, open_database
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.config import Settings
 from runkernel.domain.records import Agent, Principal
+from runkernel.entrypoints.api import create_app
 from runkernel.services.ports import AuditStore
 
 POSTGRES_URL = os.environ.get(
@@ -131,6 +133,17 @@ def make_tenant(
 @pytest.fixture
 def tenant(kernel: Kernel) -> TenantContext:
     return make_tenant(kernel)
+
+
+@pytest.fixture
+def client(kernel: Kernel) -> Iterator[TestClient]:
+    """The API over ``kernel``, in-process."""
+    with TestClient(create_app(kernel)) as test_client:
+        yield test_client
+
+
+def auth(tenant: TenantContext) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 ECHO_PLAN = {

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import ECHO_PLAN, TenantContext, make_tenant
+from conftest import ECHO_PLAN, TenantContext, auth, make_tenant
 from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import create_app
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def test_create_list_and_get_an_agent(client: TestClient, tenant: TenantContext) -> None:

@@ -9,21 +9,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import ECHO_PLAN, TenantContext, make_tenant
+from conftest import ECHO_PLAN, TenantContext, auth, make_tenant
 from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import create_app
 
 ECHO_STEP = ECHO_PLAN["steps"][0]
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> str:

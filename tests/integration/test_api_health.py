@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from conftest import make_settings
-from runkernel.bootstrap import Kernel, build_kernel
+from runkernel.bootstrap import build_kernel
 from runkernel.entrypoints.api import create_app
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
 
 
 def test_healthz_and_readyz_answer_without_a_key(client: TestClient) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,9 @@ from runkernel.adapters.db.repositories import SqlRunRepository
 from runkernel.adapters.db.tables import runs
 from runkernel.bootstrap import Kernel
 from runkernel.domain.records import Run
-from runkernel.entrypoints.api import create_app
 from runkernel.errors import ConflictError
 
 KEY = "order-42"
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
 
 
 def post(client: TestClient, tenant: TenantContext, body: dict[str, Any]) -> Any:

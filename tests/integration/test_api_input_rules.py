@@ -8,27 +8,15 @@ new paged list is covered (or the test says it is missing) without editing this 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import ECHO_PLAN, TenantContext
-from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import create_app
+from conftest import ECHO_PLAN, TenantContext, auth
 
 TINY_AMOUNTS = [1e-9, 4e-7, 1e-300]
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def assert_422(response: Any, *words: str) -> str:

@@ -17,7 +17,6 @@ from starlette.testclient import TestClient
 
 from conftest import TenantContext
 from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import create_app
 from runkernel.entrypoints.api.skill_params import SKILL_PARAMS
 from runkernel.errors import PlanValidationError
 
@@ -38,12 +37,6 @@ ENUMERATED = {
     "to_phase",
     "to_status",
 }
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
 
 
 @pytest.fixture

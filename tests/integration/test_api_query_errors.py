@@ -6,24 +6,15 @@ editing this file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from conftest import TenantContext
-from runkernel.bootstrap import Kernel
 from runkernel.domain.incidents import Category
-from runkernel.entrypoints.api import create_app
 from runkernel.errors import QueryValidationError
 from runkernel.services.paging import check_choice, check_limit
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
 
 
 def bad_values(schema: dict[str, Any], components: dict[str, Any]) -> list[str]:

@@ -4,28 +4,15 @@ the run reads back with its transitions and steps; idempotency, pagination and c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
-from conftest import ECHO_PLAN, TenantContext, make_tenant
+from conftest import ECHO_PLAN, TenantContext, auth, make_tenant
 from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import create_app
 from runkernel.entrypoints.worker import WorkerPool
 from support.workers import wait_until
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def submit(client: TestClient, tenant: TenantContext, **extra: Any) -> Any:

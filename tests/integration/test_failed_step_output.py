@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import TenantContext, make_settings, make_tenant
+from conftest import TenantContext, auth, make_settings, make_tenant
 from runkernel.adapters.skills import build_default_registry
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.skills import SkillContext
-from runkernel.entrypoints.api import create_app
 from runkernel.errors import SkillError
 from support.governance import drive
 
@@ -68,16 +67,6 @@ def kernel(database_url: str, server: str) -> Iterator[Kernel]:
 @pytest.fixture
 def tenant(kernel: Kernel) -> TenantContext:
     return make_tenant(kernel)
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def run_plan(kernel: Kernel, client: TestClient, tenant: TenantContext, steps: list[Any]) -> Any:

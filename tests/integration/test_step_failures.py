@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import TenantContext, make_settings, make_tenant
+from conftest import TenantContext, auth, make_settings, make_tenant
 from runkernel.adapters.skills import SkillRegistry, build_default_registry
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
-from runkernel.entrypoints.api import create_app
 from runkernel.entrypoints.worker import WorkerPool
 from runkernel.errors import SkillError
 from support.governance import drive
@@ -128,16 +127,6 @@ def kernel(database_url: str) -> Iterator[Kernel]:
 @pytest.fixture
 def tenant(kernel: Kernel) -> TenantContext:
     return make_tenant(kernel)
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def submit(client: TestClient, tenant: TenantContext, steps: list[dict[str, Any]]) -> str:

@@ -20,9 +20,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
-from conftest import POSTGRES_URL, TenantContext
+from conftest import POSTGRES_URL, TenantContext, auth
 from runkernel.bootstrap import Kernel
-from runkernel.entrypoints.api import create_app
 from runkernel.errors import StorageUnavailableError
 from runkernel.services.executor import Execution
 from support.governance import claim_run
@@ -89,16 +88,6 @@ def fault(request: pytest.FixtureRequest) -> tuple[Fault, str]:
     if request.getfixturevalue("kernel").db.is_sqlite != (database == "sqlite"):
         pytest.skip(f"a {database} fault")
     return make_fault, message
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 # Large enough to need new pages, so a full SQLite file cannot fit it in free space: the

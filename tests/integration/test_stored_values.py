@@ -17,11 +17,10 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from conftest import TenantContext, make_settings, make_tenant
+from conftest import TenantContext, auth, make_settings, make_tenant
 from runkernel.adapters.skills import build_default_registry
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.skills import SkillContext
-from runkernel.entrypoints.api import create_app
 from support.governance import drive
 
 # -0.0 is not here: PostgreSQL's numeric has no negative zero, so it is stored as 0.0 on
@@ -60,16 +59,6 @@ def kernel(database_url: str) -> Iterator[Kernel]:
 @pytest.fixture
 def tenant(kernel: Kernel) -> TenantContext:
     return make_tenant(kernel)
-
-
-@pytest.fixture
-def client(kernel: Kernel) -> Iterator[TestClient]:
-    with TestClient(create_app(kernel)) as test_client:
-        yield test_client
-
-
-def auth(tenant: TenantContext) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
 def exact(value: Any) -> str:
