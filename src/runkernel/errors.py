@@ -9,6 +9,7 @@ RunkernelError                      base; code ``internal``
 │   └── PayloadTooLargeError        a body or plan over the size limit (HTTP 413)
 ├── AuthenticationError             missing or unknown API key (HTTP 401)
 ├── PermissionDeniedError           key lacks the role for the operation (HTTP 403)
+│   └── PolicyDeniedError           a BLOCK policy rule refused the run's plan at submission
 ├── NotFoundError                   nothing of that id visible to this tenant (HTTP 404)
 ├── ConflictError                   the operation does not fit the current state (HTTP 409)
 ├── RateLimitedError                too many requests for a key or tenant (HTTP 429)
@@ -38,6 +39,10 @@ class RunkernelError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def details(self) -> dict[str, object]:
+        """Fields the API adds to ``{"error": {"code", "message"}}`` for this error."""
+        return {}
 
 
 class ConfigurationError(RunkernelError):
@@ -69,6 +74,21 @@ class AuthenticationError(RunkernelError):
 
 class PermissionDeniedError(RunkernelError):
     code = "permission_denied"
+
+
+class PolicyDeniedError(PermissionDeniedError):
+    """The refused run is stored (failed_policy, with its governance record): ``run_id``
+    names it, ``violations`` are the BLOCK violations that refused it."""
+
+    code = "policy_denied"
+
+    def __init__(self, message: str, *, run_id: str, violations: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.violations = violations
+
+    def details(self) -> dict[str, object]:
+        return {"run_id": self.run_id, "violations": self.violations}
 
 
 class NotFoundError(RunkernelError):

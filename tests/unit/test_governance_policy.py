@@ -23,7 +23,8 @@ from runkernel.domain.policy import (
     Scope,
     Violation,
     bump,
-    check_plan_against_rules,
+    check_plan,
+    describe,
     evaluate,
     new_rule,
     validate_rule_params,
@@ -346,20 +347,101 @@ def test_a_retired_rule_cannot_change() -> None:
 
 # --- T0 plan check ------------------------------------------------------------------------
 
+# A run as it is at submission: nothing done yet, a plan of three steps.
+PLANNED = replace(
+    RUN,
+    status=RunStatus.QUEUED,
+    cost_micros=0,
+    usage=Usage(),
+    steps_done=0,
+    skills=("llm", "shell", "http"),
+    started_at_ms=None,
+    finished_at_ms=None,
+)
 
-def test_plan_check_uses_only_active_in_scope_block_skill_rules() -> None:
+
+def test_plan_check_refuses_on_in_scope_block_rules_and_notes_the_others() -> None:
     rules = [
         rule("denied_skills", {"skills": ["shell"]}, id="pol_deny"),
         rule("allowed_skills", {"skills": ["llm", "shell"]}, id="pol_allow", agent_id="agt_1"),
         rule("denied_skills", {"skills": ["llm"]}, "WARN", id="pol_warn"),
+        rule("denied_skills", {"skills": ["llm"]}, "AUDIT", id="pol_audit"),
+        rule("denied_skills", {"skills": ["llm"]}, "DISABLED", id="pol_off"),
         rule("denied_skills", {"skills": ["llm"]}, id="pol_other", agent_id="agt_2"),
-        rule("max_steps", {"max_steps": 0}, id="pol_steps"),
+        replace(
+            rule("denied_skills", {"skills": ["llm"]}, id="pol_old"), status=RuleStatus.RETIRED
+        ),
+        rule("max_steps", {"max_steps": 2}, id="pol_steps"),
     ]
-    got = check_plan_against_rules(
-        rules, ["llm", "shell", "http"], tenant_id="ten_1", agent_id="agt_1"
-    )
-    assert [(v.rule_id, v.message) for v in got] == [
+    got = check_plan(rules, PLANNED)
+    assert got.refused
+    assert [(v.rule_id, v.message) for v in got.blocking] == [
         ("pol_deny", "skills denied: shell"),
         ("pol_allow", "skills not allowed: http"),
+        ("pol_steps", "3 planned steps is over the limit of 2"),
     ]
-    assert check_plan_against_rules(rules, ["llm"], tenant_id="ten_1", agent_id="agt_1") == []
+    assert [v.rule_id for v in got.noted] == ["pol_warn", "pol_audit"]
+    assert describe(got.blocking[:1]) == (
+        "rule pol_deny v1 (denied_skills, BLOCK): skills denied: shell"
+    )
+    fine = check_plan(rules, replace(PLANNED, skills=("shell",), steps_total=2))
+    assert fine.refused  # shell is still denied
+    assert not check_plan(rules[1:], replace(PLANNED, skills=("llm",), steps_total=2)).refused
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "budget", "message"),
+    [
+        ("max_steps", {"max_steps": 3}, RunBudget(), None),  # exactly the limit passes
+        ("max_steps", {"max_steps": 2}, RunBudget(), "3 planned steps is over the limit of 2"),
+        ("max_steps", {"max_steps": 2}, RunBudget(max_steps=2), None),  # the budget stops it
+        ("max_cost", {"max_cost_micros": 1}, RunBudget(), None),  # unlimited: unknown at T0
+        ("max_cost", {"max_cost_micros": 100}, RunBudget(max_cost_micros=100), None),
+        (
+            "max_cost",
+            {"max_cost_micros": 100},
+            RunBudget(max_cost_micros=101),
+            "a budget of 101 micros is over the limit of 100",
+        ),
+        (
+            "max_tokens",
+            {"max_tokens": 10},
+            RunBudget(max_tokens=11),
+            "a budget of 11 tokens is over the limit of 10",
+        ),
+        ("max_tokens", {"max_tokens": 10}, RunBudget(), None),
+        (
+            "max_duration",
+            {"max_duration_s": 1},
+            RunBudget(timeout_s=1.5),
+            "a timeout of 1500 ms is over the limit of 1 s",
+        ),
+        ("max_duration", {"max_duration_s": 1}, RunBudget(timeout_s=1), None),
+        ("max_duration", {"max_duration_s": 0}, RunBudget(), None),
+        ("require_approval", {"skills": ["shell"]}, RunBudget(), None),  # paused before the step
+    ],
+)
+def test_plan_check_judges_the_plan_and_the_budget(
+    kind: str, params: dict[str, Any], budget: RunBudget, message: str | None
+) -> None:
+    got = check_plan([rule(kind, params)], replace(PLANNED, budget=budget))
+    assert got.refused is (message is not None)
+    assert [v.message for v in got.blocking] == ([message] if message else [])
+
+
+def test_a_run_never_started_is_evaluated_as_its_plan_was_checked() -> None:
+    """One function: a run refused at T0 (or cancelled while queued) gets at completion
+    the evaluation its plan got at submission."""
+    rules = [
+        rule("max_steps", {"max_steps": 1}, id="pol_steps"),
+        rule("max_cost", {"max_cost_micros": 10}, "WARN", id="pol_cost"),
+    ]
+    queued = replace(PLANNED, budget=RunBudget(max_cost_micros=20))
+    refused = replace(queued, status=RunStatus.FAILED_POLICY, finished_at_ms=5)
+    assert evaluate(rules, refused) == check_plan(rules, queued).evaluation
+    assert evaluate(rules, refused).outcome is Outcome.VIOLATION
+
+
+def test_a_started_run_is_past_its_plan_check() -> None:
+    with pytest.raises(InvariantError, match="has started"):
+        check_plan([], RUN)

@@ -10,6 +10,11 @@ Limits are maxima: using exactly the limit passes. ``require_approval`` is enfor
 the step (the mid-run checker pauses the run); afterwards there is nothing left to judge,
 so it never violates here.
 
+A rule is judged on an :class:`~runkernel.domain.exposure.Exposure`: what a run did, or,
+for a run that has not started, the most its plan and budget allow. That is how the same
+:func:`evaluate` checks a plan at submission (:func:`check_plan`: BLOCK violations refuse
+the run) and judges the run at completion.
+
 Params are stored normalized (see :func:`validate_rule_params`); money is integer micros
 like everywhere inside runkernel, so ``{"max_cost_usd": 0.1}`` is stored as
 ``{"max_cost_micros": 100000}``.
@@ -23,6 +28,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
+from runkernel.domain.exposure import Exposure, exposure_of
 from runkernel.domain.money import usd_to_micros
 from runkernel.domain.numbers import as_integer
 from runkernel.domain.outcomes import RunOutcome
@@ -187,9 +193,10 @@ def applies(rule: PolicyRule, tenant_id: str, agent_id: str) -> bool:
 
 
 def evaluate(rules: Iterable[PolicyRule], outcome: RunOutcome) -> Evaluation:
-    """Judge a finished run against the tenant's rules (see the module doc for the mapping)."""
+    """Judge a run against the tenant's rules (see the module doc for the mapping)."""
     in_scope = [r for r in rules if applies(r, outcome.tenant_id, outcome.agent_id)]
-    violations = tuple(v for r in in_scope for v in _judge(r, outcome))
+    exposure = exposure_of(outcome)
+    violations = tuple(v for r in in_scope for v in _judge(r, exposure))
     enforced = {v.enforcement for v in violations}
     if Enforcement.BLOCK in enforced:
         result = Outcome.VIOLATION
@@ -201,19 +208,41 @@ def evaluate(rules: Iterable[PolicyRule], outcome: RunOutcome) -> Evaluation:
     return Evaluation(result, violations, refs)
 
 
-def check_plan_against_rules(
-    rules: Iterable[PolicyRule], skills: Iterable[str], *, tenant_id: str, agent_id: str
-) -> list[Violation]:
-    """At submission (T0): the BLOCK skill rules a plan's skills break. Non-empty → deny."""
-    skills = tuple(skills)
-    return [
-        violation
-        for rule in rules
-        if applies(rule, tenant_id, agent_id)
-        and rule.enforcement is Enforcement.BLOCK
-        and rule.kind in (RuleKind.ALLOWED_SKILLS, RuleKind.DENIED_SKILLS)
-        for violation in _skill_violations(rule, skills)
-    ]
+@dataclass(frozen=True, slots=True)
+class PlanCheck:
+    """The verdict at submission (T0): BLOCK violations refuse the run; WARN and AUDIT
+    ones are noted on it and the run goes ahead."""
+
+    evaluation: Evaluation
+
+    @property
+    def refused(self) -> bool:
+        return self.evaluation.outcome is Outcome.VIOLATION
+
+    @property
+    def blocking(self) -> tuple[Violation, ...]:
+        return tuple(v for v in self.evaluation.violations if v.enforcement is Enforcement.BLOCK)
+
+    @property
+    def noted(self) -> tuple[Violation, ...]:
+        return tuple(
+            v for v in self.evaluation.violations if v.enforcement is not Enforcement.BLOCK
+        )
+
+
+def check_plan(rules: Iterable[PolicyRule], outcome: RunOutcome) -> PlanCheck:
+    """Judge a run that has not started (its plan and budget) by :func:`evaluate`."""
+    if outcome.started_at_ms is not None:
+        raise InvariantError(f"run {outcome.run_id} has started: its plan was checked at T0")
+    return PlanCheck(evaluate(rules, outcome))
+
+
+def describe(violations: Iterable[Violation]) -> str:
+    """``rule pol_1 v2 (denied_skills, BLOCK): skills denied: shell; …``"""
+    return "; ".join(
+        f"rule {v.rule_id} v{v.rule_version} ({v.kind.value}, {v.enforcement.value}): {v.message}"
+        for v in violations
+    )
 
 
 _MUTABLE = frozenset({"params", "enforcement", "status", "scope", "agent_id"})
@@ -290,29 +319,35 @@ def new_rule(
     )
 
 
-def _judge(rule: PolicyRule, outcome: RunOutcome) -> list[Violation]:
+def _judge(rule: PolicyRule, exposure: Exposure) -> list[Violation]:
     if rule.enforcement is Enforcement.DISABLED:
         return []
     if rule.kind in (RuleKind.ALLOWED_SKILLS, RuleKind.DENIED_SKILLS):
-        return _skill_violations(rule, outcome.skills)
-    message = _over_limit(rule, outcome)
+        return _skill_violations(rule, exposure.skills)
+    message = _over_limit(rule, exposure)
     return [] if message is None else [_violation(rule, message)]
 
 
-def _over_limit(rule: PolicyRule, outcome: RunOutcome) -> str | None:
-    """Why the run went past the rule's maximum, or None (also for require_approval)."""
-    p = rule.params
-    if rule.kind is RuleKind.MAX_COST and outcome.cost_micros > p["max_cost_micros"]:
-        return f"cost {outcome.cost_micros} micros is over the limit of {p['max_cost_micros']}"
-    tokens = outcome.usage.total_tokens
-    if rule.kind is RuleKind.MAX_TOKENS and tokens > p["max_tokens"]:
-        return f"{tokens} tokens is over the limit of {p['max_tokens']}"
-    if rule.kind is RuleKind.MAX_STEPS and outcome.steps_done > p["max_steps"]:
-        return f"{outcome.steps_done} steps is over the limit of {p['max_steps']}"
-    duration = outcome.duration_ms  # unknown for a run that never started: nothing to judge
-    over_time = duration is not None and duration > p.get("max_duration_s", 0) * 1000
-    if rule.kind is RuleKind.MAX_DURATION and over_time:
-        return f"run time {duration} ms is over the limit of {p['max_duration_s']} s"
+def _over_limit(rule: PolicyRule, exposure: Exposure) -> str | None:
+    """Why the run went (or may go) past the rule's maximum, or None: within it, not known
+    (a dimension its budget leaves open, the time of a run that never started), or a kind
+    with no maximum (require_approval)."""
+    p, planned = rule.params, exposure.planned
+    cost, tokens, duration = exposure.cost_micros, exposure.tokens, exposure.duration_ms
+    if rule.kind is RuleKind.MAX_COST and cost is not None and cost > p["max_cost_micros"]:
+        used = f"a budget of {cost} micros" if planned else f"cost {cost} micros"
+        return f"{used} is over the limit of {p['max_cost_micros']}"
+    if rule.kind is RuleKind.MAX_TOKENS and tokens is not None and tokens > p["max_tokens"]:
+        used = f"a budget of {tokens} tokens" if planned else f"{tokens} tokens"
+        return f"{used} is over the limit of {p['max_tokens']}"
+    if rule.kind is RuleKind.MAX_STEPS and exposure.steps > p["max_steps"]:
+        steps = exposure.steps
+        used = f"{steps} planned steps" if planned else f"{steps} steps"
+        return f"{used} is over the limit of {p['max_steps']}"
+    limit_ms = p.get("max_duration_s", 0) * 1000
+    if rule.kind is RuleKind.MAX_DURATION and duration is not None and duration > limit_ms:
+        used = f"a timeout of {duration} ms" if planned else f"run time {duration} ms"
+        return f"{used} is over the limit of {p['max_duration_s']} s"
     return None
 
 

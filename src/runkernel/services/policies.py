@@ -1,4 +1,5 @@
-"""A tenant's policy rules (create, list, change, retire) and the evaluation of a run.
+"""A tenant's policy rules (create, list, change, retire), the check of a plan at
+submission, and the evaluation of a run.
 
 Changing rules is a tenant-admin operation (``runkernel.domain.permissions``): a user key
 could otherwise retire the BLOCK rule that stops it. Every change bumps the rule's
@@ -13,10 +14,11 @@ from typing import Any
 
 from runkernel.domain import policy
 from runkernel.domain.ids import new_id
+from runkernel.domain.outcomes import from_run
 from runkernel.domain.permissions import Permission, require
-from runkernel.domain.policy import Enforcement, PolicyRule, RuleStatus, Scope
-from runkernel.domain.records import Principal
-from runkernel.errors import ConflictError, NotFoundError, ValidationError
+from runkernel.domain.policy import Enforcement, PlanCheck, PolicyRule, RuleStatus, Scope
+from runkernel.domain.records import Principal, Run
+from runkernel.errors import ConflictError, NotFoundError, PolicyDeniedError, ValidationError
 from runkernel.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 # Scope and agent are fixed at creation: moving a rule to another agent is a new rule,
@@ -126,6 +128,26 @@ class PolicyService:
                 raise _version_conflict(rule_id, "was changed by someone else meanwhile")
             uow.commit()
         return changed
+
+
+def check_plan(uow: UnitOfWork, run: Run) -> PlanCheck:
+    """The tenant's active rules (one query, in the submission's transaction) applied to
+    the plan and budget of ``run``, which is about to be stored."""
+    return policy.check_plan(uow.policies.active_rules(run.tenant_id), from_run(run))
+
+
+def refusal(uow: UnitOfWork, run: Run) -> PolicyDeniedError:
+    """The error of a run the plan check refused, from what was stored for it, so a
+    repeat of the request (same idempotency key) answers what the first one did."""
+    found = uow.policies.evaluation(run.id)
+    violations = [
+        v for v in (found or {}).get("violations", []) if v["enforcement"] == Enforcement.BLOCK
+    ]
+    return PolicyDeniedError(
+        f"{run.error_message} (run {run.id}, stored as {run.status.value})",
+        run_id=run.id,
+        violations=violations,
+    )
 
 
 def add_rule(uow: UnitOfWork, rule: PolicyRule) -> None:

@@ -12,16 +12,19 @@ from runkernel.domain.idempotency import request_fingerprint
 from runkernel.domain.ids import new_id
 from runkernel.domain.permissions import Permission, require
 from runkernel.domain.plans import parse_plan
-from runkernel.domain.records import Principal, Run, RunBudget
-from runkernel.domain.runs import Phase, RunStatus, is_terminal, path, transition
+from runkernel.domain.policy import PlanCheck, describe
+from runkernel.domain.records import Agent, Principal, Run, RunBudget
+from runkernel.domain.runs import Phase, RunStatus, Transition, is_terminal, path, transition
 from runkernel.domain.skills import Usage
 from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     ConflictError,
     NotFoundError,
     PayloadTooLargeError,
+    PolicyDeniedError,
     ValidationError,
 )
+from runkernel.services import policies
 from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.paging import check_choice, check_limit, page
 from runkernel.services.ports import (
@@ -31,6 +34,8 @@ from runkernel.services.ports import (
     UnitOfWorkFactory,
     WakeupSignal,
 )
+
+POLICY_DENIED = PolicyDeniedError.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +102,12 @@ class RunService:
         """Validate, authorize and enqueue a run in one transaction (T0).
 
         A run the agent's budget cannot pay for is recorded FAILED (failed_policy), never
-        dropped, so the denial stays inspectable. An ``idempotency_key`` already used by
-        the tenant returns that run when the request is the same, and is a
-        ``ConflictError`` (``idempotency_conflict``) when it is not."""
+        dropped, so the denial stays inspectable. A plan that breaks a BLOCK policy rule is
+        recorded the same way and raises ``PolicyDeniedError`` (naming the stored run);
+        WARN and AUDIT violations are noted in the reason of its "authorized" transition.
+        An ``idempotency_key`` already used by the tenant returns that run when the request
+        is the same (and raises the same ``PolicyDeniedError`` when that run was refused),
+        and is a ``ConflictError`` (``idempotency_conflict``) when it is not."""
         require(principal, Permission.SUBMIT_RUN)
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise ValidationError("idempotency_key must be 1-200 characters")
@@ -142,6 +150,9 @@ class RunService:
             submitted = Submitted(existing, created=False)
         if not submitted.created:
             _check_same_request(submitted.run, fingerprint)
+        if submitted.run.error_code == POLICY_DENIED:
+            with self._uow(read_only=True) as uow:
+                raise policies.refusal(uow, submitted.run)
         return submitted
 
     def _insert(self, run: Run) -> Submitted:
@@ -157,20 +168,7 @@ class RunService:
             if agent is None:
                 # Like an id in a path: nothing of that id is visible to this tenant.
                 raise NotFoundError(f"no agent {run.agent_id!r}", code="unknown_agent")
-            if agent.spent_micros >= agent.budget_micros:
-                steps = path(
-                    (Phase.CREATED, RunStatus.QUEUED),
-                    (Phase.FAILED, RunStatus.FAILED_POLICY, "agent budget exhausted"),
-                    at_ms=now,
-                )
-                error = ("agent_budget_exhausted", f"agent {agent.name!r} has spent its budget")
-            else:
-                steps = path(
-                    (Phase.CREATED, RunStatus.QUEUED),
-                    (Phase.AUTHORIZED, RunStatus.QUEUED, "authorized"),
-                    at_ms=now,
-                )
-                error = None
+            steps, error = _authorize(run, agent, policies.check_plan(uow, run), now)
             created = transition(
                 None, None, Phase.CREATED, RunStatus.QUEUED, at_ms=now, reason="submitted"
             )
@@ -271,6 +269,32 @@ class RunService:
         if acks:
             self._completion.acks_committed(acks)
         return self.get(principal, run_id)
+
+
+def _authorize(
+    run: Run, agent: Agent, plan: PlanCheck, now: int
+) -> tuple[list[Transition], tuple[str, str] | None]:
+    """The run's way out of CREATED, and the error of a denial: a plan the tenant's BLOCK
+    rules refuse (whatever the budget), an agent that has spent its budget, or authorized."""
+    if plan.refused:
+        why = f"refused by policy: {describe(plan.blocking)}"
+        error: tuple[str, str] | None = (POLICY_DENIED, why)
+    elif agent.spent_micros >= agent.budget_micros:
+        why = "agent budget exhausted"
+        error = ("agent_budget_exhausted", f"agent {agent.name!r} has spent its budget")
+    else:
+        notes = describe(plan.noted)
+        reason = f"authorized; policy noted: {notes}" if notes else "authorized"
+        return path(
+            (Phase.CREATED, RunStatus.QUEUED),
+            (Phase.AUTHORIZED, RunStatus.QUEUED, reason),
+            at_ms=now,
+        ), None
+    return path(
+        (Phase.CREATED, RunStatus.QUEUED),
+        (Phase.FAILED, RunStatus.FAILED_POLICY, why),
+        at_ms=now,
+    ), error
 
 
 def _check_same_request(existing: Run, fingerprint: str) -> None:

@@ -2,7 +2,9 @@
 
 Every error body is ``{"error": {"code": "...", "message": "..."}}``: runkernel's own
 errors keep their stable code; request validation, unknown routes and methods, and
-malformed bodies get the same shape, so a client needs one error parser.
+malformed bodies get the same shape, so a client needs one error parser. An error with
+more to say adds fields beside code and message (``RunkernelError.details``: the run and
+the violations of a ``policy_denied``), never another shape.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ MAX_LISTED_ERRORS = 5
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": _printable(code), "message": _printable(message)}}
+def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {**(details or {}), "code": _printable(code), "message": _printable(message)}}
 
 
 def _printable(text: str) -> str:
@@ -68,9 +70,13 @@ def _printable(text: str) -> str:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
 def status_for(exc: RunkernelError) -> int:
@@ -88,7 +94,7 @@ async def _runkernel_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, RateLimitedError):  # whole seconds, rounded up: never too early
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-    return error_response(status, exc.code, exc.message, headers)
+    return error_response(status, exc.code, exc.message, headers, exc.details())
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

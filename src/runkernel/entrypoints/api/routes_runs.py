@@ -19,6 +19,7 @@ from runkernel.entrypoints.api.schemas import (
     RunList,
     error_doc,
 )
+from runkernel.entrypoints.api.schemas_governance import PolicyDeniedResponse
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -28,6 +29,12 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONS
     status_code=202,
     responses={
         200: {"model": RunAccepted, "description": "the idempotency key named an existing run"},
+        403: {
+            "model": PolicyDeniedResponse,
+            "description": "the key's role may not submit, its tenant is not active, or a "
+            "BLOCK policy rule refuses the plan (`policy_denied`: the run is stored as "
+            "failed_policy; `run_id` and `violations` say which and why)",
+        },
         404: error_doc("no such agent in this tenant"),
         409: error_doc("the idempotency key was used for a different request"),
         413: error_doc("the request body or the plan is over the size limit"),
@@ -47,6 +54,13 @@ def submit_run(
     the key with a different request (agent, plan, budget or metadata) is a **409**
     ``idempotency_conflict``. A run the agent's budget cannot pay for is accepted as
     ``failed_policy`` so the denial stays visible.
+
+    A plan that breaks one of the tenant's BLOCK policy rules (``allowed_skills``,
+    ``denied_skills``, ``max_steps``; ``max_cost``, ``max_tokens`` and ``max_duration``
+    against the run's budget) is refused: **403** ``policy_denied`` naming each rule and
+    version; the run is stored as ``failed_policy`` with its incident and evaluation, and
+    nothing of it runs. A repeat with its idempotency key answers the same 403. WARN and
+    AUDIT violations are noted in the reason of the run's ``authorized`` transition.
     """
     submitted = kernel.runs.submit(
         principal,

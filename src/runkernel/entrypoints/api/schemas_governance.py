@@ -18,7 +18,7 @@ from runkernel.domain.lessons import LessonKind, LessonState
 from runkernel.domain.policy import Enforcement, Outcome, RuleKind, RuleStatus, Scope
 from runkernel.domain.traces import TraceStatus
 from runkernel.entrypoints.api.schema_rules import one_of
-from runkernel.entrypoints.api.schemas import STEP_STATUSES, UsageOut
+from runkernel.entrypoints.api.schemas import STEP_STATUSES, ErrorDetail, UsageOut
 
 
 # -- incidents -----------------------------------------------------------------------
@@ -65,6 +65,20 @@ class ViolationOut(BaseModel):
     kind: str = one_of(RuleKind)
     enforcement: str = one_of(Enforcement)
     message: str
+
+
+class PolicyDeniedDetail(ErrorDetail):
+    """``policy_denied`` adds the refused run and the rules that refused it; other errors
+    of the same status (``permission_denied``) have code and message only."""
+
+    run_id: str | None = Field(None, description="the refused run, stored as failed_policy")
+    violations: list[ViolationOut] = Field(
+        default_factory=list, description="the BLOCK violations that refused the run"
+    )
+
+
+class PolicyDeniedResponse(BaseModel):
+    error: PolicyDeniedDetail
 
 
 class RuleRefOut(BaseModel):
