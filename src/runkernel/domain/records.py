@@ -136,6 +136,9 @@ class Run:
     # What the idempotency key was bound to (domain.idempotency); None for runs stored
     # before fingerprints existed.
     request_fingerprint: str | None = None
+    # The API key that submitted the run (its owner may later act on it); None for runs
+    # stored before it was recorded.
+    submitted_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

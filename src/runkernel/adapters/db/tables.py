@@ -71,6 +71,8 @@ runs = Table(
     Column("idempotency_key", String(200)),
     # SHA-256 of the submitted request: a reused idempotency key must name the same request.
     Column("request_fingerprint", String(64)),
+    # The api_keys id that submitted the run (keys are revoked, never deleted).
+    Column("submitted_key_id", String(64)),
     Column("attempt", Integer, nullable=False, server_default="0"),
     Column("lease_owner", String(100)),
     Column("lease_expires_at_ms", BigInteger),
