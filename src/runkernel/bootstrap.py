@@ -28,6 +28,7 @@ from runkernel.services.ack_forwarder import AckForwarder
 from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.executor import RetryPolicy, RunExecutor, StepLimits
 from runkernel.services.governance import GovernanceRegistry, default_facade
+from runkernel.services.operators import Operators
 from runkernel.services.ports import AuditStore, Clock, SystemClock, TraceSink
 from runkernel.services.reconciler import AuditReconciler
 from runkernel.services.relay import Relay
@@ -47,6 +48,7 @@ class Kernel:
     clock: Clock
     wakeup: LocalWakeup
     tenancy: Tenancy
+    operators: Operators
     runs: RunService
     executor: RunExecutor
     audit: AuditStore
@@ -179,6 +181,7 @@ def build_kernel(
         clock=clock,
         wakeup=wakeup,
         tenancy=Tenancy(uow, clock),
+        operators=Operators(uow, clock),
         runs=RunService(uow, skills, clock, wakeup, limits, expectations, completion),
         executor=executor,
         audit=audit_store,

@@ -51,7 +51,8 @@ STATED: dict[str, set[str]] = {
 
 @dataclass
 class World:
-    """One tenant with an admin and a user key, and things to read and act on."""
+    """One tenant with an admin and a user key, an operator key (of no tenant), and things
+    to read and act on."""
 
     kernel: Kernel
     client: TestClient
@@ -201,12 +202,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     kernel.migrate()
     tenant = make_tenant(kernel)
     user_key = kernel.tenancy.create_api_key(tenant.principal.tenant_id, Role.USER)
+    operator_key = kernel.operators.create_key().api_key
     with TestClient(create_app(kernel)) as client:
         w = World(
             kernel,
             client,
             tenant.principal,
-            {Role.ADMIN: tenant.api_key, Role.USER: user_key},
+            {Role.ADMIN: tenant.api_key, Role.USER: user_key, Role.OPERATOR: operator_key},
             tenant.agent.id,
             final_run="",
         )
@@ -257,6 +259,8 @@ def test_each_role_gets_what_the_table_says(
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["code"] == "permission_denied"
         assert permission.value.replace("_", " ") in answer.json()["error"]["message"]
+        if role is Role.OPERATOR:
+            assert "belongs to no tenant" in answer.json()["error"]["message"]
 
 
 def test_every_permission_has_an_endpoint() -> None:
@@ -289,10 +293,10 @@ def test_the_readme_states_the_same_matrix() -> None:
     stated: dict[str, set[str]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 3 and cells[0] in README_ROWS:
+        if len(cells) == 4 and cells[0] in README_ROWS:
             roles = {
                 role
-                for role, cell in zip(("admin", "user"), cells[1:], strict=True)
+                for role, cell in zip(("admin", "user", "operator"), cells[1:], strict=True)
                 if cell == "yes"
             }
             stated[README_ROWS[cells[0]]] = roles

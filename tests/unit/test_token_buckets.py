@@ -114,3 +114,15 @@ def test_buckets_are_bounded_dropping_the_least_recently_used() -> None:
     # ... while a recent key keeps its state.
     with pytest.raises(RateLimitedError):
         limiter.check(key("k999"))
+
+
+def test_an_operator_key_of_no_tenant_is_held_by_its_key_bucket_only() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_key=Rate(1, 2), per_tenant=Rate(1, 1), clock=clock)
+    operator = Principal.operator("opk_1")
+    limiter.check(operator)
+    limiter.check(operator)  # a tenant bucket of burst 1 would have refused this one
+    with pytest.raises(RateLimitedError, match="this key"):
+        limiter.check(operator)
+    assert limiter.bucket_count == 1  # no bucket for a tenant it does not have
+    limiter.check(key("key_a"))  # tenants' buckets are untouched by the operator

@@ -11,6 +11,11 @@ discarding a lesson's proposed rule, closing an incident, and the keys themselve
 an ``admin`` key; otherwise a user key could lift the limit that stops it. Acknowledging
 an incident ("someone is looking") and deferring a lesson change nothing that binds
 anybody, so a user key may do both.
+
+An ``operator`` key belongs to no tenant: it is for the people who run runkernel and acts
+only through operator routes that name the tenant they act on. Every permission below acts
+inside the caller's own tenant, so an operator has none of them; it gets a permission here
+when a route that takes a tenant needs one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from runkernel.domain.records import Principal, Role
+from runkernel.domain.records import TENANT_KEY_ROLES, Principal, Role
 from runkernel.errors import PermissionDeniedError
 
 
@@ -41,25 +46,25 @@ class Permission(StrEnum):
     MANAGE_KEYS = "manage_keys"  # list, create, revoke, rotate
 
 
-_ANY = frozenset(Role)
+_TENANT = TENANT_KEY_ROLES  # every key of the tenant, never an operator's
 _ADMIN = frozenset({Role.ADMIN})
 
 ROLES: Mapping[Permission, frozenset[Role]] = {
-    Permission.SUBMIT_RUN: _ANY,
-    Permission.READ_RUNS: _ANY,
-    Permission.CANCEL_RUN: _ANY,
-    Permission.READ_AGENTS: _ANY,
+    Permission.SUBMIT_RUN: _TENANT,
+    Permission.READ_RUNS: _TENANT,
+    Permission.CANCEL_RUN: _TENANT,
+    Permission.READ_AGENTS: _TENANT,
     Permission.CREATE_AGENT: _ADMIN,
-    Permission.READ_POLICIES: _ANY,
+    Permission.READ_POLICIES: _TENANT,
     Permission.CHANGE_POLICIES: _ADMIN,
-    Permission.READ_INCIDENTS: _ANY,
-    Permission.ACKNOWLEDGE_INCIDENT: _ANY,
+    Permission.READ_INCIDENTS: _TENANT,
+    Permission.ACKNOWLEDGE_INCIDENT: _TENANT,
     Permission.RESOLVE_INCIDENT: _ADMIN,
-    Permission.READ_LESSONS: _ANY,
-    Permission.DEFER_LESSON: _ANY,
+    Permission.READ_LESSONS: _TENANT,
+    Permission.DEFER_LESSON: _TENANT,
     Permission.DISMISS_LESSON: _ADMIN,
     Permission.CONVERT_LESSON: _ADMIN,
-    Permission.READ_AUDIT: _ANY,
+    Permission.READ_AUDIT: _TENANT,
     Permission.MANAGE_KEYS: _ADMIN,
 }
 
@@ -72,7 +77,9 @@ def require(principal: Principal, permission: Permission) -> None:
     """Raise ``PermissionDeniedError`` (403) unless the caller's role has ``permission``."""
     if not allows(principal.role, permission):
         needed = " or ".join(sorted(r.value for r in ROLES[permission]))
+        why = f"this key's role is {principal.role.value}"
+        if principal.role is Role.OPERATOR:
+            why += ", which belongs to no tenant and cannot act inside one"
         raise PermissionDeniedError(
-            f"{permission.value.replace('_', ' ')} needs a key of role {needed}; "
-            f"this key's role is {principal.role.value}"
+            f"{permission.value.replace('_', ' ')} needs a key of role {needed}; {why}"
         )

@@ -8,20 +8,46 @@ from typing import Any
 
 from runkernel.domain.runs import Phase, RunStatus, Transition
 from runkernel.domain.skills import Usage
+from runkernel.errors import PermissionDeniedError
 
 
 class Role(StrEnum):
     ADMIN = "admin"
     USER = "user"
+    # Cross-tenant, for the people who run runkernel: a key of no tenant, made by
+    # `runkernel operators create-key` and kept apart from tenants' keys.
+    OPERATOR = "operator"
+
+
+TENANT_KEY_ROLES = frozenset({Role.ADMIN, Role.USER})  # the roles a tenant's key may have
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the tenant an API key belongs to, and the key's role."""
+    """Who is calling: the key, its role, and the tenant the key belongs to (``None`` for
+    an operator key, which belongs to none).
 
-    tenant_id: str
+    ``tenant_id`` is the tenant a tenant-scoped operation acts in. An operator has none,
+    so reading it refuses the request (403): the role table already gives operators no
+    tenant-scoped permission, and this keeps a route that forgot to ask it from acting in
+    some tenant anyway."""
+
+    home_tenant_id: str | None
     key_id: str
     role: Role
+
+    @classmethod
+    def operator(cls, key_id: str) -> Principal:
+        return cls(None, key_id, Role.OPERATOR)
+
+    @property
+    def tenant_id(self) -> str:
+        if self.home_tenant_id is None:
+            raise PermissionDeniedError(
+                "an operator key belongs to no tenant, so it cannot act inside one; "
+                "use a key of that tenant"
+            )
+        return self.home_tenant_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +58,20 @@ class ApiKey:
     tenant_id: str
     prefix: str  # the secret's first characters, so a holder can tell keys apart
     role: Role
+    created_at_ms: int
+    revoked_at_ms: int | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorKey:
+    """What is kept of an operator key besides its hash (see ``ApiKey``)."""
+
+    id: str
+    prefix: str
     created_at_ms: int
     revoked_at_ms: int | None = None
 
@@ -136,6 +176,9 @@ class Run:
     # What the idempotency key was bound to (domain.idempotency); None for runs stored
     # before fingerprints existed.
     request_fingerprint: str | None = None
+    # The API key that submitted the run (its owner may later act on it); None for runs
+    # stored before it was recorded.
+    submitted_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

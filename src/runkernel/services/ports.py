@@ -21,6 +21,7 @@ from runkernel.domain.records import (
     Agent,
     ApiKey,
     Claim,
+    OperatorKey,
     Principal,
     Role,
     Run,
@@ -82,6 +83,16 @@ class TenantRepository(Protocol):
         """False when the key is revoked already (a concurrent revoke won)."""
 
 
+class OperatorKeyRepository(Protocol):
+    def add(self, *, key_id: str, key_hash: str, prefix: str, now_ms: int) -> None: ...
+    def principal_for(self, key_hash: str) -> Principal | None: ...
+    def keys(self) -> list[OperatorKey]: ...
+    def get(self, key_id: str) -> OperatorKey | None: ...
+    def revoke(self, key_id: str, now_ms: int) -> bool:
+        """Revoke an unrevoked key; False when it was revoked already."""
+        ...
+
+
 class AgentRepository(Protocol):
     def add(self, agent: Agent) -> None: ...
     def get(self, tenant_id: str, agent_id: str) -> Agent | None: ...
@@ -136,6 +147,8 @@ class UnitOfWork(Protocol):
 
     @property
     def tenants(self) -> TenantRepository: ...
+    @property
+    def operator_keys(self) -> OperatorKeyRepository: ...
     @property
     def agents(self) -> AgentRepository: ...
     @property

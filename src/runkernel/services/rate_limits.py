@@ -1,6 +1,7 @@
 """Request rate limits: a token bucket per API key and one per tenant.
 
-A request takes one token from its key's bucket and one from its tenant's; when either is
+A request takes one token from its key's bucket and one from its tenant's (an operator key,
+of no tenant, only from its key's); when either is
 empty the request is refused with ``RateLimitedError`` (429) and the seconds until both
 have a token again (``Retry-After``), and neither bucket is charged. A rate of 0 turns
 that bucket off.
@@ -108,9 +109,10 @@ class RateLimiter:
                 (what, table.get(name, now))
                 for what, table, name in (
                     ("key", self._keys, principal.key_id),
-                    ("tenant", self._tenants, principal.tenant_id),
+                    ("tenant", self._tenants, principal.home_tenant_id),
                 )
-                if not table.rate.unlimited
+                # An operator key has no tenant: only its key's bucket holds it back.
+                if name is not None and not table.rate.unlimited
             ]
             if charged:
                 what, worst = max(charged, key=lambda named: named[1].wait_s())

@@ -330,6 +330,7 @@ def _new_run(
         metadata=dict(metadata or {}),
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
+        submitted_key_id=principal.key_id,
         attempt=0,
         lease_owner=None,
         lease_expires_at_ms=None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
 from runkernel.domain.permissions import Permission, require
-from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant
+from runkernel.domain.records import TENANT_KEY_ROLES, Agent, ApiKey, Principal, Role, Tenant
 from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     AuthenticationError,
@@ -26,6 +26,9 @@ from runkernel.errors import (
 from runkernel.services.ports import Clock, TenantRepository, UnitOfWorkFactory
 
 KEY_PREFIX = "rk_"
+# Operator keys (services/operators.py) start differently, so that authentication knows
+# which table holds a key and still costs one indexed read; no tenant key starts so.
+OPERATOR_KEY_PREFIX = "rko_"
 PREFIX_CHARS = 10  # of the secret, stored and listed so a holder can tell keys apart
 MAX_MICROS = 2**62  # fits a BIGINT column with room for sums
 
@@ -116,6 +119,11 @@ class Tenancy:
         return self._rotate(key_id, None)
 
     def _create_key(self, tenant_id: str, role: Role) -> NewKey:
+        if role not in TENANT_KEY_ROLES:
+            raise ValidationError(
+                f"a tenant's key is admin or user, not {role.value}; operator keys belong "
+                "to no tenant (`runkernel operators create-key`)"
+            )
         now = self._clock.now_ms()
         with self._uow() as uow:
             if uow.tenants.get(tenant_id) is None:
@@ -168,9 +176,16 @@ class Tenancy:
         return NewKey(key, api_key)
 
     def authenticate(self, api_key: str | None) -> Principal:
+        """The principal of a live key: a tenant's key (its tenant must be active) or an
+        operator's, of no tenant."""
         if not api_key:
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
         with self._uow(read_only=True) as uow:
+            if api_key.startswith(OPERATOR_KEY_PREFIX):
+                operator = uow.operator_keys.principal_for(hash_key(api_key))
+                if operator is None:
+                    raise AuthenticationError("unknown or revoked API key")
+                return operator
             found = uow.tenants.principal_for(hash_key(api_key))
         if found is None:
             raise AuthenticationError("unknown or revoked API key")

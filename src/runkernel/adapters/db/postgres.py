@@ -79,12 +79,12 @@ INSERT_RUN = text(
     WITH created AS (
         INSERT INTO runs (
             id, tenant_id, agent_id, status, phase, plan, budget, metadata, idempotency_key,
-            request_fingerprint, attempt, next_step, error_code, error_message, created_at_ms,
-            updated_at_ms, finished_at_ms
+            request_fingerprint, submitted_key_id, attempt, next_step, error_code,
+            error_message, created_at_ms, updated_at_ms, finished_at_ms
         ) VALUES (
             :id, :tenant_id, :agent_id, :status, :phase, :plan, :budget, :metadata,
-            :idempotency_key, :request_fingerprint, :attempt, :next_step, :error_code,
-            :error_message, :created_at_ms, :updated_at_ms, :finished_at_ms
+            :idempotency_key, :request_fingerprint, :submitted_key_id, :attempt, :next_step,
+            :error_code, :error_message, :created_at_ms, :updated_at_ms, :finished_at_ms
         )
         RETURNING id
     )

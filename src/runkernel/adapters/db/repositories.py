@@ -315,6 +315,7 @@ def _run_values(run: Run) -> dict[str, Any]:
         "metadata": run.metadata,
         "idempotency_key": run.idempotency_key,
         "request_fingerprint": run.request_fingerprint,
+        "submitted_key_id": run.submitted_key_id,
         "attempt": run.attempt,
         "next_step": 0,
         "error_code": run.error_code,

@@ -45,6 +45,18 @@ api_keys = Table(
     Column("revoked_at_ms", BigInteger),
 )
 
+# Cross-tenant keys, apart from api_keys so that no tenant-scoped query on api_keys can
+# ever reach one (see services/operators.py).
+operator_keys = Table(
+    "operator_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("revoked_at_ms", BigInteger),
+)
+
 agents = Table(
     "agents",
     metadata,
@@ -71,6 +83,8 @@ runs = Table(
     Column("idempotency_key", String(200)),
     # SHA-256 of the submitted request: a reused idempotency key must name the same request.
     Column("request_fingerprint", String(64)),
+    # The api_keys id that submitted the run (keys are revoked, never deleted).
+    Column("submitted_key_id", String(64)),
     Column("attempt", Integer, nullable=False, server_default="0"),
     Column("lease_owner", String(100)),
     Column("lease_expires_at_ms", BigInteger),

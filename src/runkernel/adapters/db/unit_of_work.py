@@ -17,6 +17,7 @@ from runkernel.adapters.db.engine import READ_ONLY, Database
 from runkernel.adapters.db.incidents import SqlIncidentRepository
 from runkernel.adapters.db.leases import SqlLeaseRepository
 from runkernel.adapters.db.lessons import SqlLessonRepository
+from runkernel.adapters.db.operators import SqlOperatorKeyRepository
 from runkernel.adapters.db.outbox import SqlOutboxRepository
 from runkernel.adapters.db.policies import SqlPolicyRepository
 from runkernel.adapters.db.repositories import SqlRunRepository
@@ -48,6 +49,7 @@ class SqlUnitOfWork:
             self._release()
             raise
         self.tenants = SqlTenantRepository(conn)
+        self.operator_keys = SqlOperatorKeyRepository(conn)
         self.agents = SqlAgentRepository(conn)
         self.runs = SqlRunRepository(conn, self._db.dialect)
         self.incidents = SqlIncidentRepository(conn)

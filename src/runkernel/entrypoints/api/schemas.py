@@ -231,6 +231,9 @@ class RunDetail(RunSummary):
     )
     metadata: dict[str, Any]
     idempotency_key: str | None
+    submitted_by_key_id: str | None = Field(
+        description="id of the API key that submitted the run (as `GET /api/v1/keys` lists it)"
+    )
     cancel_requested: bool
     observability_status: str = Field(json_schema_extra={"enum": list(OBSERVABILITY_STATUSES)})
     risk_level: RiskLevel

@@ -78,6 +78,7 @@ def detail(run: Run) -> schemas.RunDetail:
         output=run.output,
         metadata=run.metadata,
         idempotency_key=run.idempotency_key,
+        submitted_by_key_id=run.submitted_key_id,
         cancel_requested=run.cancel_requested,
         observability_status=run.observability_status,
         risk_level=RiskLevel(run.risk_level),

@@ -1,6 +1,7 @@
 """The ``runkernel`` command line.
 
-Operators run the kernel and manage tenants directly against the database (``server``);
+Operators run the kernel and manage tenants, tenants' keys and their own (``keys``,
+``operators``) directly against the database (``server``);
 tenants talk to the HTTP API with their key (``remote``); ``demo`` shows both at once;
 ``audit``, ``reconcile`` and ``reconciler`` inspect and run the audit sweep (``audit``).
 Commands on the database name the one they use and never create one implicitly.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from runkernel.entrypoints.cli import audit, demo, keys, remote, server
+from runkernel.entrypoints.cli import audit, demo, keys, operators, remote, server
 from runkernel.entrypoints.cli.console import widen_when_piped
 from runkernel.entrypoints.cli.errors import ErrorHandlingGroup
 
@@ -40,6 +41,7 @@ app.command()(audit.audit)
 app.add_typer(server.db_app, name="db")
 app.add_typer(server.tenants_app, name="tenants", no_args_is_help=True)
 app.add_typer(keys.keys_app, name="keys", no_args_is_help=True)
+app.add_typer(operators.operators_app, name="operators", no_args_is_help=True)
 app.add_typer(remote.agents_app, name="agents")
 app.command()(remote.submit)
 app.command()(remote.runs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -29,16 +30,23 @@ KeyId = Annotated[str, typer.Argument(help="key id (from `runkernel keys list`)"
 SHOWN_ONCE = "[dim]The key is shown only once; runkernel keeps only its hash.[/]"
 
 
+class TenantRole(StrEnum):
+    """The choices of ``--role``: an operator key is of no tenant (``runkernel operators``)."""
+
+    ADMIN = Role.ADMIN.value
+    USER = Role.USER.value
+
+
 @keys_app.command("create")
 def keys_create(
     tenant: TenantId,
-    role: Annotated[Role, typer.Option("--role", help="admin or user")] = Role.USER,
+    role: Annotated[TenantRole, typer.Option("--role", help="admin or user")] = TenantRole.USER,
     as_json: opt.Json = False,
     database_url: opt.DatabaseUrl = None,
 ) -> None:
     """Create another API key of a tenant (shown only once)."""
     with open_kernel(opt.build_settings(database_url=database_url)) as kernel:
-        api_key = kernel.tenancy.create_api_key(tenant, role)
+        api_key = kernel.tenancy.create_api_key(tenant, Role(role))
     if as_json:
         print(json.dumps({"tenant_id": tenant, "role": role.value, "api_key": api_key}))
         return
@@ -59,8 +67,8 @@ def keys_list(
     for column in ("id", "prefix", "role", "created", "revoked"):
         table.add_column(column, no_wrap=True)
     for k in keys:
-        revoked = Text(_at(k.revoked_at_ms), style="red") if k.revoked else Text("-")
-        table.add_row(k.id, k.prefix + "…", k.role.value, _at(k.created_at_ms), revoked)
+        revoked = Text(at(k.revoked_at_ms), style="red") if k.revoked else Text("-")
+        table.add_row(k.id, k.prefix + "…", k.role.value, at(k.created_at_ms), revoked)
     stdout.print(table)
 
 
@@ -102,12 +110,12 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "tenant_id": key.tenant_id,
         "prefix": key.prefix,
         "role": key.role.value,
-        "created_at": _at(key.created_at_ms),
-        "revoked_at": _at(key.revoked_at_ms) if key.revoked_at_ms is not None else None,
+        "created_at": at(key.created_at_ms),
+        "revoked_at": at(key.revoked_at_ms) if key.revoked_at_ms is not None else None,
     }
 
 
-def _at(ms: int | None) -> str:
+def at(ms: int | None) -> str:
     if ms is None:
         return "-"
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
