@@ -7,8 +7,9 @@ SQLite: ``UPDATE … WHERE id IN (SELECT …) RETURNING`` inside the IMMEDIATE t
 the unit of work opened (the whole database is the lock), then the two log inserts.
 
 A run is claimable when it is queued and authorized, or running with an expired lease
-(its worker died). Each claim bumps ``attempt``, the fencing token every later write is
-conditioned on, and is logged in ``run_claims`` (one row per (run, attempt)).
+(its worker died). Each claim bumps ``claim_epoch``, the fencing token every later write
+is conditioned on, and is logged in ``run_claims`` (one row per (run, epoch)). Both kinds
+of claim today also count an attempt: a first claim, or the takeover of an expired lease.
 """
 
 from __future__ import annotations
@@ -32,26 +33,27 @@ _SET = """
     status = 'running',
     phase = CASE WHEN status = 'queued' THEN 'EXECUTING' ELSE phase END,
     attempt = attempt + 1,
+    claim_epoch = claim_epoch + 1,
     lease_owner = :worker,
     lease_expires_at_ms = :expires,
     started_at_ms = COALESCE(started_at_ms, :now),
     updated_at_ms = :now
 """
 
-# Attempt 1 is the first claim, from AUTHORIZED; later ones take over an expired lease.
+# Epoch 1 is the first claim, from AUTHORIZED; later ones take over an expired lease.
 _LOG_CLAIMS = """
-    INSERT INTO run_claims (run_id, attempt, worker_id, claimed_at_ms)
-    SELECT id, attempt, :worker, :now FROM {source}
+    INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
+    SELECT id, claim_epoch, attempt, :worker, :now FROM {source}
 """
 _LOG_TRANSITIONS = """
     INSERT INTO run_transitions
         (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)
     SELECT id,
-        CASE WHEN attempt = 1 THEN 'AUTHORIZED' ELSE phase END,
-        CASE WHEN attempt = 1 THEN 'queued' ELSE 'running' END,
+        CASE WHEN claim_epoch = 1 THEN 'AUTHORIZED' ELSE phase END,
+        CASE WHEN claim_epoch = 1 THEN 'queued' ELSE 'running' END,
         phase,
         'running',
-        CASE WHEN attempt = 1
+        CASE WHEN claim_epoch = 1
             THEN 'claimed by ' || CAST(:worker AS TEXT) || ' (attempt 1)'
             ELSE 'lease expired; reclaimed by ' || CAST(:worker AS TEXT)
                 || ' (attempt ' || CAST(attempt AS TEXT) || ')'
