@@ -6,10 +6,11 @@ and transitions written by data-modifying CTEs in the same round trip.
 SQLite: ``UPDATE … WHERE id IN (SELECT …) RETURNING`` inside the IMMEDIATE transaction
 the unit of work opened (the whole database is the lock), then the two log inserts.
 
-A run is claimable when it is queued and authorized, or running with an expired lease
-(its worker died). Each claim bumps ``claim_epoch``, the fencing token every later write
-is conditioned on, and is logged in ``run_claims`` (one row per (run, epoch)). Both kinds
-of claim today also count an attempt: a first claim, or the takeover of an expired lease.
+A run is claimable when it is queued and authorized and its tenant is active, or running
+with an expired lease (its worker died). Each claim bumps ``claim_epoch``, the fencing
+token every later write is conditioned on, and is logged in ``run_claims`` (one row per
+(run, epoch)). Both kinds of claim today also count an attempt: a first claim, or the
+takeover of an expired lease.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from sqlalchemy import Connection, Row, bindparam, text
 
 from runkernel.adapters.db.tables import runs
 
+# A run of a tenant that is not active (suspended) is never started: it stays queued
+# until the tenant is active again. A takeover still happens: that run has started, and
+# what stops it is the check before its next step, not a lease left to lapse forever.
 _CLAIMABLE = """
-    (status = 'queued' AND phase = 'AUTHORIZED')
+    (status = 'queued' AND phase = 'AUTHORIZED' AND EXISTS (
+        SELECT 1 FROM tenants WHERE tenants.id = runs.tenant_id AND tenants.status = 'active'
+    ))
     OR (status = 'running' AND lease_expires_at_ms < :now)
 """
 
