@@ -5,9 +5,11 @@ the new holder's state stays exactly as it was."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from conftest import TenantContext, make_settings, make_tenant
 from runkernel.bootstrap import Kernel, build_kernel
@@ -54,13 +56,13 @@ def _taken_over(kernel: Kernel) -> tuple[TenantContext, Run, Run]:
         uow.commit()
     b = _claim(kernel, "worker-B", t0 + LEASE_MS + 1)
     assert a.id == b.id == submitted.id
-    assert (a.attempt, a.lease_owner) == (1, "worker-A")
-    assert (b.attempt, b.lease_owner) == (2, "worker-B")
+    assert (a.claim_epoch, a.attempt, a.lease_owner) == (1, 1, "worker-A")
+    assert (b.claim_epoch, b.attempt, b.lease_owner) == (2, 2, "worker-B")
     return tenant, a, b
 
 
 def _claim_of(run: Run) -> Claim:
-    return Claim(run.id, run.attempt, run.lease_owner or "", run.lease_expires_at_ms or 0)
+    return Claim.of(run, run.lease_owner or "")
 
 
 def _snapshot(kernel: Kernel, run_id: str) -> dict[str, object]:
@@ -71,7 +73,7 @@ def _snapshot(kernel: Kernel, run_id: str) -> dict[str, object]:
             kernel, "SELECT * FROM run_transitions WHERE run_id = :id ORDER BY id", id=run_id
         ),
         "claims": rows(
-            kernel, "SELECT * FROM run_claims WHERE run_id = :id ORDER BY attempt", id=run_id
+            kernel, "SELECT * FROM run_claims WHERE run_id = :id ORDER BY claim_epoch", id=run_id
         ),
         "spent": rows(kernel, "SELECT spent_micros FROM agents"),
     }
@@ -82,9 +84,10 @@ def test_old_holder_cannot_write_after_takeover(fenced_kernel: Kernel) -> None:
     _, a, b = _taken_over(kernel)
     before = _snapshot(kernel, b.id)
     assert before["run"]["lease_owner"] == "worker-B"  # type: ignore[index]
-    assert [(c.attempt, c.worker_id) for c in before["claims"]] == [  # type: ignore[attr-defined]
-        (1, "worker-A"),
-        (2, "worker-B"),
+    claims = before["claims"]
+    assert [(c.claim_epoch, c.attempt, c.worker_id) for c in claims] == [  # type: ignore[attr-defined]
+        (1, 1, "worker-A"),
+        (2, 2, "worker-B"),
     ]
     claim_a = _claim_of(a)
     now = kernel.clock.now_ms() + 2 * LEASE_MS
@@ -122,10 +125,12 @@ def test_old_holder_cannot_write_after_takeover(fenced_kernel: Kernel) -> None:
         assert uow.runs.release(claim_a, now) is False
         uow.commit()
 
-    # A forged claim with B's token but A's name, or A's name with B's token, is no better.
+    # A forged claim with B's token but A's name, or B's name with A's token, is no
+    # better — nor is B's name and attempt with A's epoch: the token is the epoch.
     for forged in (
-        Claim(a.id, b.attempt, "worker-A", 0),
-        Claim(a.id, a.attempt, "worker-B", 0),
+        Claim(a.id, b.claim_epoch, b.attempt, "worker-A", 0),
+        Claim(a.id, a.claim_epoch, a.attempt, "worker-B", 0),
+        Claim(a.id, a.claim_epoch, b.attempt, "worker-B", 0),
     ):
         with kernel.uow() as uow:
             assert uow.runs.renew_lease(forged, now, LEASE_MS) is False
@@ -133,9 +138,11 @@ def test_old_holder_cannot_write_after_takeover(fenced_kernel: Kernel) -> None:
 
     assert _snapshot(kernel, b.id) == before
 
-    # B, the holder, still can write.
+    # B, the holder, still can write; what it writes is fenced by its epoch alone (the
+    # attempt it carries is what its steps are recorded under).
     claim_b = _claim_of(b)
     with kernel.uow() as uow:
+        assert uow.runs.renew_lease(replace(claim_b, attempt=99), now, LEASE_MS) is True
         assert uow.runs.renew_lease(claim_b, now, LEASE_MS) is True
         uow.runs.record_step(claim_b, step, now_ms=now)
         uow.commit()
@@ -190,3 +197,42 @@ def test_new_holder_completes_the_run_after_takeover(fenced_kernel: Kernel) -> N
     assert "claimed by worker-A (attempt 1)" in reasons
     assert "lease expired; reclaimed by worker-B (attempt 2)" in reasons
     assert sum(1 for t in run.transitions if t.to_phase is Phase.COMPLETED) == 1
+
+
+def test_the_fence_is_the_epoch_even_where_it_parts_from_the_attempt(
+    fenced_kernel: Kernel,
+) -> None:
+    """A run claimed more often than it was (re)started — as a resumed run will be — has
+    an epoch ahead of its attempt: a takeover then counts attempt 2 under epoch 6, logs
+    that claim by its epoch, and only epoch 6 may write."""
+    kernel = fenced_kernel
+    tenant = make_tenant(kernel)
+    run_id = kernel.runs.submit(tenant.principal, agent_id=tenant.agent.id, plan=log_plan(1)).run.id
+    t0 = kernel.clock.now_ms()
+    first = _claim(kernel, "worker-A", t0)
+    with kernel.db.engine.begin() as conn:  # four claims that counted no attempt
+        conn.execute(text("UPDATE runs SET claim_epoch = 5 WHERE id = :id"), {"id": run_id})
+
+    taken = _claim(kernel, "worker-B", t0 + LEASE_MS + 1)
+
+    assert (first.claim_epoch, first.attempt) == (1, 1)
+    assert (taken.claim_epoch, taken.attempt) == (6, 2)
+    claims = rows(
+        kernel, "SELECT * FROM run_claims WHERE run_id = :id ORDER BY claim_epoch", id=run_id
+    )
+    assert [(c.claim_epoch, c.attempt, c.worker_id) for c in claims] == [
+        (1, 1, "worker-A"),
+        (6, 2, "worker-B"),
+    ]
+    now = t0 + LEASE_MS + 2
+    with kernel.uow() as uow:
+        # B's attempt with the epoch it would have had if epochs were attempts: refused.
+        assert uow.runs.renew_lease(replace(_claim_of(taken), epoch=2), now, LEASE_MS) is False
+        assert uow.runs.renew_lease(_claim_of(taken), now, LEASE_MS) is True
+        uow.commit()
+    run = kernel.runs.get(tenant.principal, run_id)
+    assert run.transitions[-1].reason == "lease expired; reclaimed by worker-B (attempt 2)"
+    assert kernel.executor.execute(taken, Execution(_claim_of(taken))) == "succeeded"
+    assert [(s.step_id, s.attempt) for s in kernel.runs.get(tenant.principal, run_id).steps] == [
+        ("s0", 2)
+    ]

@@ -212,7 +212,7 @@ def claim_run(kernel: Kernel, run_id: str, worker_id: str, *, timeout: float = 1
         pool._pool.shutdown(wait=False)
     assert [r.id for r in runs] == [run_id], f"claimed {[r.id for r in runs]}, not {run_id}"
     run = runs[0]
-    return run, Claim(run.id, run.attempt, worker_id, run.lease_expires_at_ms or 0)
+    return run, Claim.of(run, worker_id)
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

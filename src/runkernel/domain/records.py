@@ -176,6 +176,9 @@ class Run:
     # What the idempotency key was bound to (domain.idempotency); None for runs stored
     # before fingerprints existed.
     request_fingerprint: str | None = None
+    # The fencing token: bumped by every claim, where ``attempt`` counts only the first
+    # claim and takeovers of expired leases. 0 until the run is first claimed.
+    claim_epoch: int = 0
     # The API key that submitted the run (its owner may later act on it); None for runs
     # stored before it was recorded.
     submitted_key_id: str | None = None
@@ -183,9 +186,19 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A lease on a run: only the holder of ``attempt`` (the fencing token) may write."""
+    """A lease on a run: only the holder of ``epoch`` (the fencing token) may write.
+
+    ``attempt`` is what the run's steps are recorded under; it is not the token, because
+    a claim that is no crash recovery (a resumed run picked up again) does not count one.
+    """
 
     run_id: str
+    epoch: int
     attempt: int
     worker_id: str
     lease_expires_at_ms: int
+
+    @classmethod
+    def of(cls, run: Run, worker_id: str) -> Claim:
+        """The claim ``worker_id`` holds on ``run`` as its claim returned it."""
+        return cls(run.id, run.claim_epoch, run.attempt, worker_id, run.lease_expires_at_ms or 0)

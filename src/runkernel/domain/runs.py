@@ -92,16 +92,33 @@ class Transition:
         }
 
 
+# The only ways into and out of a pause, besides failing: a running run pauses, and a
+# paused one runs again when a worker picks the resumed run up.
+PAUSE = ((Phase.EXECUTING, RunStatus.RUNNING), (Phase.EXECUTING, RunStatus.PAUSED))
+RESUME = ((Phase.EXECUTING, RunStatus.PAUSED), (Phase.EXECUTING, RunStatus.RUNNING))
+
+
 def check_transition(
     from_phase: Phase, from_status: RunStatus, to_phase: Phase, to_status: RunStatus
 ) -> None:
-    """Allow only: a status change within a non-terminal phase, one phase step forward,
-    or a move to FAILED from any non-terminal phase; and only statuses the phase allows."""
+    """Allow only: a move to FAILED from any non-terminal state; a pause or a resume
+    (nothing else leaves or enters ``paused``); a status change within a non-terminal
+    phase, or one phase step forward; and only statuses the phase allows."""
     check_phase_status(from_phase, from_status)
     check_phase_status(to_phase, to_status)
     if is_terminal(from_phase):
         raise IllegalTransitionError(f"run is already final ({from_phase.value})")
-    if to_phase is Phase.FAILED or to_phase is from_phase:
+    if to_phase is Phase.FAILED:
+        return
+    if RunStatus.PAUSED in (from_status, to_status):
+        if ((from_phase, from_status), (to_phase, to_status)) not in (PAUSE, RESUME):
+            raise IllegalTransitionError(
+                f"illegal transition {from_phase.value}/{from_status.value} -> "
+                f"{to_phase.value}/{to_status.value}: a run pauses from running and "
+                "resumes to running, or fails"
+            )
+        return
+    if to_phase is from_phase:
         return
     step = PHASE_ORDER.index(to_phase) - PHASE_ORDER.index(from_phase)
     if step != 1:

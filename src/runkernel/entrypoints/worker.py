@@ -116,7 +116,7 @@ class WorkerPool:
         return runs
 
     def _start(self, run: Run) -> None:
-        claim = Claim(run.id, run.attempt, self.worker_id, run.lease_expires_at_ms or 0)
+        claim = Claim.of(run, self.worker_id)
         execution = Execution(claim)
         # Check-and-submit under the lock: stop() sets _stopping before it takes the lock
         # and shuts the pool down only after, so a claim racing with stop() is handed back

@@ -208,7 +208,7 @@ class RunCompletionTransaction:
         (start_trace acks, run.started and trace.started events) in a few batch
         statements. Returns the acks for :meth:`acks_committed`. Reclaimed runs are opened
         by :meth:`start`, which tolerates a trace already there."""
-        fresh = [r for r in runs if r.attempt == 1]
+        fresh = [r for r in runs if r.claim_epoch == 1]
         if not fresh:
             return []
         now = self._clock.now_ms()

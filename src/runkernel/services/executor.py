@@ -1,6 +1,6 @@
 """Executing one claimed run: steps in order, retries with backoff, fenced writes.
 
-Every write goes through the claim's fencing token; the moment another worker holds the
+Every write goes through the claim's fencing token (its epoch); the moment another worker holds the
 run, ``LeaseLostError`` stops this one and nothing more is written. A reclaimed run
 resumes after its last recorded step, so a completed step never runs twice.
 
@@ -121,7 +121,7 @@ class RunExecutor:
                 "max_attempts_exceeded",
                 f"run was claimed {run.attempt} times; the limit is {self._max_attempts}",
             )
-        if run.attempt > 1:  # a first claim opened its trace in the claiming transaction
+        if run.claim_epoch > 1:  # a first claim opened its trace in the claiming transaction
             self._completion.start(run)
         outputs = dict(_readable(records))
         aborted = next(

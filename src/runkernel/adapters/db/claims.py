@@ -1,106 +1,118 @@
 """Claiming runs exactly once.
 
-PostgreSQL: one statement — ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
-so concurrent workers skip each other's rows instead of waiting, with the claim log
-and transitions written by data-modifying CTEs in the same round trip.
-SQLite: ``UPDATE … WHERE id IN (SELECT …) RETURNING`` inside the IMMEDIATE transaction
-the unit of work opened (the whole database is the lock), then the two log inserts.
+PostgreSQL: one statement — the claimable rows are locked ``FOR UPDATE SKIP LOCKED`` so
+concurrent workers skip each other's rows instead of waiting, then updated, with the claim
+log written by a data-modifying CTE in the same round trip. SQLite: the claimable rows are
+read, then claimed by ``UPDATE … RETURNING``, inside the IMMEDIATE transaction the unit of
+work opened (the whole database is the lock), then the claim log is written.
 
-A run is claimable when it is queued and authorized, or running with an expired lease
-(its worker died). Each claim bumps ``attempt``, the fencing token every later write is
-conditioned on, and is logged in ``run_claims`` (one row per (run, attempt)).
+A run is claimable when it is queued and authorized and its tenant is active, or running
+with an expired lease (its worker died). Each claim bumps ``claim_epoch``, the fencing
+token every later write is conditioned on, and is logged in ``run_claims`` (one row per
+(run, epoch)). What the claim does to the run — its state, its transition and reason,
+whether it counts an attempt — is decided by ``domain.claims``; the state each run was
+found in comes back with it, and the transitions the domain builds from it are inserted
+in the same transaction (one more statement).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, text
+from sqlalchemy import Connection, Row, String, bindparam, column, text
 
-from runkernel.adapters.db.tables import runs
+from runkernel.adapters.db.inserts import insert_rows
+from runkernel.adapters.db.tables import run_transitions, runs
+from runkernel.domain.claims import ATTEMPT_COUNTING_STATUSES, CLAIMED, claim_transition
+from runkernel.domain.runs import Phase, RunStatus
 
+# A run of a tenant that is not active (suspended) is never started: it stays queued
+# until the tenant is active again. A takeover still happens: that run has started, and
+# what stops it is the check before its next step, not a lease left to lapse forever.
 _CLAIMABLE = """
-    (status = 'queued' AND phase = 'AUTHORIZED')
-    OR (status = 'running' AND lease_expires_at_ms < :now)
+    (status = 'queued' AND phase = 'AUTHORIZED' AND EXISTS (
+        SELECT 1 FROM tenants WHERE tenants.id = runs.tenant_id AND tenants.status = 'active'
+    ))
+    OR (status = 'running' AND phase = 'EXECUTING' AND lease_expires_at_ms < :now)
 """
 
 # Named, not ``*``: a column added by a migration sits at the end of the stored table but
 # wherever ``tables.py`` declares it, and ``.columns(*runs.c)`` matches by position.
-_RETURNED = ", ".join(c.name for c in runs.c)
+_RETURNED = ", ".join(f"runs.{c.name}" for c in runs.c)
+_FOUND_IN = (column("from_phase", String), column("from_status", String))
 
-_SET = """
-    status = 'running',
-    phase = CASE WHEN status = 'queued' THEN 'EXECUTING' ELSE phase END,
-    attempt = attempt + 1,
+# The values are the domain's, rendered once: literals of its own enums.
+_COUNTING = ", ".join(f"'{s.value}'" for s in sorted(ATTEMPT_COUNTING_STATUSES))
+_SET = f"""
+    status = '{CLAIMED[1].value}',
+    phase = '{CLAIMED[0].value}',
+    attempt = attempt + CASE WHEN runs.status IN ({_COUNTING}) THEN 1 ELSE 0 END,
+    claim_epoch = claim_epoch + 1,
     lease_owner = :worker,
     lease_expires_at_ms = :expires,
     started_at_ms = COALESCE(started_at_ms, :now),
     updated_at_ms = :now
 """
 
-# Attempt 1 is the first claim, from AUTHORIZED; later ones take over an expired lease.
-_LOG_CLAIMS = """
-    INSERT INTO run_claims (run_id, attempt, worker_id, claimed_at_ms)
-    SELECT id, attempt, :worker, :now FROM {source}
-"""
-_LOG_TRANSITIONS = """
-    INSERT INTO run_transitions
-        (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)
-    SELECT id,
-        CASE WHEN attempt = 1 THEN 'AUTHORIZED' ELSE phase END,
-        CASE WHEN attempt = 1 THEN 'queued' ELSE 'running' END,
-        phase,
-        'running',
-        CASE WHEN attempt = 1
-            THEN 'claimed by ' || CAST(:worker AS TEXT) || ' (attempt 1)'
-            ELSE 'lease expired; reclaimed by ' || CAST(:worker AS TEXT)
-                || ' (attempt ' || CAST(attempt AS TEXT) || ')'
-        END,
-        :now
-    FROM {source}
-"""
-
 _POSTGRES = text(
     f"""
-    WITH claimed AS (
+    WITH found AS (
+        SELECT id, phase AS from_phase, status AS from_status FROM runs
+        WHERE {_CLAIMABLE}
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    ), claimed AS (
         UPDATE runs SET {_SET}
-        WHERE id IN (
-            SELECT id FROM runs WHERE {_CLAIMABLE}
-            ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-        )
-        RETURNING {_RETURNED}
-    ), claim_log AS ({_LOG_CLAIMS.format(source="claimed")}
-    ), transition_log AS ({_LOG_TRANSITIONS.format(source="claimed")}
+        FROM found WHERE runs.id = found.id
+        RETURNING {_RETURNED}, found.from_phase, found.from_status
+    ), claim_log AS (
+        INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
+        SELECT id, claim_epoch, attempt, :worker, :now FROM claimed
     )
-    SELECT {_RETURNED} FROM claimed ORDER BY id
+    SELECT * FROM claimed ORDER BY id
     """
-).columns(*runs.c)
+).columns(*runs.c, *_FOUND_IN)
 
-_SQLITE = text(
+_SQLITE_FIND = text(
     f"""
-    UPDATE runs SET {_SET}
-    WHERE id IN (SELECT id FROM runs WHERE {_CLAIMABLE} ORDER BY id LIMIT :limit)
-    RETURNING {_RETURNED}
+    SELECT id, phase AS from_phase, status AS from_status FROM runs
+    WHERE {_CLAIMABLE} ORDER BY id LIMIT :limit
     """
-).columns(*runs.c)
-_SQLITE_SOURCE = "runs WHERE id IN :ids"
-_SQLITE_LOG_CLAIMS = text(_LOG_CLAIMS.format(source=_SQLITE_SOURCE)).bindparams(
-    bindparam("ids", expanding=True)
 )
-_SQLITE_LOG_TRANSITIONS = text(_LOG_TRANSITIONS.format(source=_SQLITE_SOURCE)).bindparams(
-    bindparam("ids", expanding=True)
+_SQLITE_CLAIM = (
+    text(f"UPDATE runs SET {_SET} WHERE id IN :ids RETURNING {_RETURNED}")
+    .bindparams(bindparam("ids", expanding=True))
+    .columns(*runs.c)
 )
+_SQLITE_LOG_CLAIMS = text(
+    """
+    INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
+    SELECT id, claim_epoch, attempt, :worker, :now FROM runs WHERE id IN :ids
+    """
+).bindparams(bindparam("ids", expanding=True))
 
 
 def claim_next_runs(
     conn: Connection, dialect: str, worker_id: str, limit: int, now_ms: int, lease_ms: int
 ) -> list[Row[Any]]:
+    """Claim up to ``limit`` runs for ``worker_id``, log the claims and record each
+    claim's transition; returns the claimed rows, ordered by id."""
     params = {"worker": worker_id, "limit": limit, "now": now_ms, "expires": now_ms + lease_ms}
     if dialect == "postgresql":
-        return list(conn.execute(_POSTGRES, params))
-    rows = list(conn.execute(_SQLITE, params))
-    if rows:
-        logged = {"worker": worker_id, "now": now_ms, "ids": [r.id for r in rows]}
-        conn.execute(_SQLITE_LOG_CLAIMS, logged)
-        conn.execute(_SQLITE_LOG_TRANSITIONS, logged)
-    return sorted(rows, key=lambda r: str(r.id))
+        rows = list(conn.execute(_POSTGRES, params))
+        found_in = {r.id: (r.from_phase, r.from_status) for r in rows}
+    else:
+        found_in = {r.id: (r.from_phase, r.from_status) for r in conn.execute(_SQLITE_FIND, params)}
+        if not found_in:
+            return []
+        claimed = {**params, "ids": list(found_in)}
+        rows = sorted(conn.execute(_SQLITE_CLAIM, claimed), key=lambda r: str(r.id))
+        conn.execute(_SQLITE_LOG_CLAIMS, claimed)
+    transitions = []
+    for r in rows:
+        phase, status = found_in[r.id]
+        t = claim_transition(
+            Phase(phase), RunStatus(status), worker_id=worker_id, attempt=r.attempt, at_ms=now_ms
+        )
+        transitions.append({"run_id": r.id, **t.to_dict()})
+    insert_rows(conn, run_transitions, transitions)
+    return rows

@@ -12,7 +12,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 _FENCE = """
-    id = :f_run_id AND attempt = :f_attempt AND lease_owner = :f_worker AND status = 'running'
+    id = :f_run_id AND claim_epoch = :f_epoch AND lease_owner = :f_worker
+    AND status = 'running'
 """
 
 RECORD_STEP = text(

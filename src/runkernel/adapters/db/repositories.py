@@ -27,7 +27,7 @@ NOTIFY_CHANNEL = "runkernel_runs"
 # Every worker write is conditioned on still holding the lease (DESIGN invariant 6).
 _FENCE = and_(
     runs.c.id == bindparam("f_run_id"),
-    runs.c.attempt == bindparam("f_attempt"),
+    runs.c.claim_epoch == bindparam("f_epoch"),
     runs.c.lease_owner == bindparam("f_worker"),
     runs.c.status == "running",
 )
@@ -96,7 +96,7 @@ _INSERT_TRANSITIONS = insert(run_transitions)
 
 
 def _fence(claim: Claim) -> dict[str, Any]:
-    return {"f_run_id": claim.run_id, "f_attempt": claim.attempt, "f_worker": claim.worker_id}
+    return {"f_run_id": claim.run_id, "f_epoch": claim.epoch, "f_worker": claim.worker_id}
 
 
 class SqlRunRepository:
@@ -196,7 +196,11 @@ class SqlRunRepository:
         """Cancel a run no worker holds; False if it was claimed meanwhile."""
         result = self._conn.execute(
             update(runs)
-            .where(runs.c.id == run.id, runs.c.status == "queued", runs.c.attempt == run.attempt)
+            .where(
+                runs.c.id == run.id,
+                runs.c.status == "queued",
+                runs.c.claim_epoch == run.claim_epoch,
+            )
             .values(
                 status=transition.to_status.value,
                 phase=transition.to_phase.value,
@@ -211,7 +215,7 @@ class SqlRunRepository:
         self.add_transitions(run.id, [transition])
         return True
 
-    # -- worker writes: every one fenced by the claim's attempt ---------------------
+    # -- worker writes: every one fenced by the claim's epoch -----------------------
     def claim(self, worker_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Run]:
         rows = claims.claim_next_runs(self._conn, self._dialect, worker_id, limit, now_ms, lease_ms)
         return [run_from_row(r) for r in rows]
@@ -292,7 +296,8 @@ class SqlRunRepository:
         row = self._conn.execute(statement, {**_fence(claim), **params}).first()
         if row is None:
             raise LeaseLostError(
-                f"run {claim.run_id}: lease of attempt {claim.attempt} is no longer held"
+                f"run {claim.run_id}: lease of claim epoch {claim.epoch} "
+                f"(attempt {claim.attempt}) is no longer held"
             )
         return bool(row.cancel_requested)
 

@@ -46,6 +46,7 @@ def run_from_row(row: Row[Any]) -> Run:
         started_at_ms=m["started_at_ms"],
         finished_at_ms=m["finished_at_ms"],
         request_fingerprint=m["request_fingerprint"],
+        claim_epoch=m["claim_epoch"],
         submitted_key_id=m["submitted_key_id"],
     )
 

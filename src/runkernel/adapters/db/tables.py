@@ -86,6 +86,9 @@ runs = Table(
     # The api_keys id that submitted the run (keys are revoked, never deleted).
     Column("submitted_key_id", String(64)),
     Column("attempt", Integer, nullable=False, server_default="0"),
+    # The fencing token every worker write is conditioned on, bumped by every claim;
+    # ``attempt`` counts only first claims and takeovers of expired leases.
+    Column("claim_epoch", Integer, nullable=False, server_default="0"),
     Column("lease_owner", String(100)),
     Column("lease_expires_at_ms", BigInteger),
     Column("next_step", Integer, nullable=False, server_default="0"),
@@ -152,11 +155,13 @@ run_transitions = Table(
     Index("ix_run_transitions_run", "run_id", "id"),
 )
 
+# One row per claim (per epoch), with the attempt it was made under.
 run_claims = Table(
     "run_claims",
     metadata,
     Column("run_id", String(64), ForeignKey("runs.id"), primary_key=True),
-    Column("attempt", Integer, primary_key=True),
+    Column("claim_epoch", Integer, primary_key=True),
+    Column("attempt", Integer, nullable=False),
     Column("worker_id", String(100), nullable=False),
     Column("claimed_at_ms", BigInteger, nullable=False),
 )
