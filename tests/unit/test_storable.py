@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runkernel.adapters.db import codec
 from runkernel.domain import jsontext
 from runkernel.domain.storable import (
     MAX_DEPTH,
@@ -154,3 +155,27 @@ def test_printable_escapes_what_a_database_or_encoder_would_refuse() -> None:
     assert printable("a\x00b\ud800c") == "a\\x00b\\ud800c"
     assert printable("z" * 50, max_chars=10) == "z" * 9 + "…"
     check_storable(printable("\x00\udfff" * 3))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[NaN]",
+        '{"x": Infinity}',
+        '"\\u0000"',
+        '"\\ud800"',
+        '"\\uDFFF"',
+        "[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2),
+    ],
+)
+def test_a_stored_text_that_may_hold_an_unstorable_value_is_checked_in_full(text: str) -> None:
+    assert codec._may_be_unstorable(text)
+    assert set(codec.loads(text)) == {"omitted"}
+
+
+@given(json_values)
+def test_a_text_the_read_fast_path_lets_through_is_storable(value: Any) -> None:
+    text = jsontext.dumps(value)
+    if not codec._may_be_unstorable(text):
+        check_storable(json.loads(text))
+    assert codec.loads(text) == json.loads(text)

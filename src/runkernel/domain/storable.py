@@ -52,11 +52,13 @@ def stored_size(value: Any, *, limit: int | None = None, name: str = "") -> int:
     ``name``; a request body's fields go unprefixed), or, with ``limit``,
     :class:`TooLarge` as soon as the size is known to be over it. An object referenced
     many times (a template copying one output into many places) is walked once."""
-    walk = _Walk(limit)
+    walk = _Walk(limit, paths=False)
     try:
         walk.visit(value, name, 0)
-    except _Unstorable as exc:
-        where, problem = exc.args
+    except _Unstorable:
+        # Paths are built only to name the place: walk again with them (same value, same
+        # first failure), so the common case of a storable value builds no strings.
+        where, problem = _first_problem(value, limit, name)
         # The path may quote a bad key; escape it, since pydantic-core (Rust) cannot even
         # carry a message holding a lone surrogate.
         raise ValueError(f"{printable(where) or 'body'}: {problem}") from None
@@ -99,12 +101,22 @@ class _Unstorable(Exception):
     pass
 
 
+def _first_problem(value: Any, limit: int | None, name: str) -> tuple[str, str]:
+    try:
+        _Walk(limit, paths=True).visit(value, name, 0)
+    except _Unstorable as exc:
+        where, problem = exc.args
+        return str(where), str(problem)
+    raise AssertionError("a value refused without paths must be refused with them")
+
+
 class _Walk:
     """Adds up the stored size while checking each value; the recursion is bounded by
     ``MAX_DEPTH``, so no input can exhaust the stack."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, *, paths: bool) -> None:
         self.limit = limit
+        self.paths = paths
         self.total = 0
         # id -> (size, height) of containers and long strings already measured
         self._seen: dict[int, tuple[int, int]] = {}
@@ -154,8 +166,9 @@ class _Walk:
         self.add(2 + 2 * max(len(item) - 1, 0))  # brackets and ", " separators
         height = 0
         if isinstance(item, dict):
+            paths = self.paths
             for key, child in item.items():
-                path = f"{where}.{key}" if where else str(key)
+                path = (f"{where}.{key}" if where else str(key)) if paths else where
                 if not isinstance(key, str):
                     raise _Unstorable(path, f"keys must be strings, not {type(key).__name__}")
                 _check_text(key, path)
@@ -163,7 +176,8 @@ class _Walk:
                 height = max(height, 1 + self.visit(child, path, depth + 1))
         else:
             for i, child in enumerate(item):
-                height = max(height, 1 + self.visit(child, f"{where}[{i}]", depth + 1))
+                path = f"{where}[{i}]" if self.paths else where
+                height = max(height, 1 + self.visit(child, path, depth + 1))
         return height
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +24,14 @@ from sqlalchemy import JSON, Dialect
 from sqlalchemy.types import TypeDecorator
 
 from runkernel.domain.jsontext import dumps
-from runkernel.domain.storable import check_storable, omitted
+from runkernel.domain.storable import MAX_DEPTH, check_storable, omitted
 
 __all__ = ["SqliteJson", "dumps", "loads"]
 
 _NUMBER_START = frozenset("-0123456789")
+# What in a JSON text could make its value unstorable: NaN/Infinity, an escaped NUL or
+# surrogate (a lone one, or a pair: false alarms only cost the full check).
+_SUSPECT = re.compile(r"NaN|Infinity|\\u(?:0000|[dD][89a-fA-F])")
 
 
 def loads(data: str | bytes) -> Any:
@@ -37,11 +41,24 @@ def loads(data: str | bytes) -> Any:
         return omitted("the stored value is nested too deeply to be read back")
     except ValueError as exc:
         return omitted(f"the stored value cannot be read back: {exc}")
+    if not _may_be_unstorable(data):
+        return value
     try:
         check_storable(value)
     except ValueError as exc:
         return omitted(f"the stored value cannot be shown: {exc}")
     return value
+
+
+def _may_be_unstorable(data: str | bytes) -> bool:
+    """False when the text proves its value storable, without walking the value: a value
+    parsed from JSON has string keys and JSON types only, it cannot nest deeper than its
+    text has brackets, and anything else check_storable refuses shows in the text. This
+    runs on every JSON column read; the walk is for the rare text that fails it."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        return True
+    return _SUSPECT.search(text) is not None
 
 
 class SqliteJson(TypeDecorator[Any]):
