@@ -33,7 +33,7 @@ RESERVE = text(
                 <= agents.budget_micros
         RETURNING agents.id
     )
-    SELECT (SELECT count(*) FROM agent) AS fits, FALSE AS cancel_requested FROM held
+    SELECT (SELECT count(*) FROM agent) AS fits FROM held
     """
 )
 
