@@ -22,6 +22,7 @@ from runkernel.adapters.telemetry.metrics import PrometheusMetrics
 from runkernel.adapters.telemetry.redaction import install_log_redaction
 from runkernel.adapters.trace_sinks import build_trace_sink
 from runkernel.config import DEV_SECRET, Mode, Settings
+from runkernel.domain.money import usd_to_micros
 from runkernel.domain.storable import SizeLimit
 from runkernel.errors import ConfigurationError
 from runkernel.services.ack_forwarder import AckForwarder
@@ -149,6 +150,7 @@ def build_kernel(
         ),
         completion=completion,
         completion_retries=settings.completion_retries,
+        default_step_cost_micros=usd_to_micros(settings.default_step_cost_usd),
     )
     bus = InProcessBus()
     relay = Relay(

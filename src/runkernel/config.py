@@ -6,12 +6,14 @@ table lists them all.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runkernel.domain.money import usd_to_micros
 from runkernel.domain.traces import ObservabilityMode
 
 DEV_SECRET = "runkernel-dev-secret"
@@ -59,6 +61,13 @@ class Settings(BaseSettings):
     )
     max_step_input_bytes: int = Field(
         1_048_576, ge=1024, description="largest rendered input (params) a step may have"
+    )
+    default_step_cost_usd: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        le=1_000_000,
+        description="worst-case cost reserved for a step of a skill that cannot estimate "
+        "its own and declares no estimated_cost_usd",
     )
     egress_allow: str = Field(
         "",
@@ -123,6 +132,12 @@ class Settings(BaseSettings):
     audit_contract_enabled: bool = Field(
         True, description="declare, ack and reconcile audit expectations (runtime audit contract)"
     )
+
+    @field_validator("default_step_cost_usd")
+    @classmethod
+    def _whole_micros(cls, value: Decimal) -> Decimal:
+        usd_to_micros(value)  # refuses an amount that rounds to 0 micros
+        return value
 
     @property
     def is_sqlite(self) -> bool:

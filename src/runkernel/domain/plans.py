@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from runkernel.domain.money import micros_to_usd, usd_to_micros
 from runkernel.domain.numbers import as_integer
 from runkernel.errors import PlanValidationError
 
@@ -20,6 +21,9 @@ STEP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 WHOLE_TEMPLATE = re.compile(r"^\s*\{\{([^{}]*)\}\}\s*$", re.DOTALL)
 MAX_RETRIES = 10
+STEP_FIELDS = frozenset(
+    {"step_id", "skill", "params", "on_error", "retries", "output_key", "estimated_cost_usd"}
+)
 
 
 class OnError(StrEnum):
@@ -35,9 +39,12 @@ class Step:
     on_error: OnError = OnError.ABORT
     retries: int = 0
     output_key: str | None = None
+    # What one call of the skill may cost at most, as the plan's author declared it; what
+    # the worker reserves for a skill that cannot estimate its own cost (``llm.chat`` can).
+    estimated_cost_micros: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "step_id": self.step_id,
             "skill": self.skill,
             "params": dict(self.params),
@@ -45,6 +52,9 @@ class Step:
             "retries": self.retries,
             "output_key": self.output_key,
         }
+        if self.estimated_cost_micros is not None:
+            out["estimated_cost_usd"] = micros_to_usd(self.estimated_cost_micros)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +178,29 @@ def _parse_step(index: int, item: Any, seen: set[str]) -> Step:
     output_key = item.get("output_key")
     if output_key is not None and (not isinstance(output_key, str) or not output_key):
         raise PlanValidationError(f"step {step_id!r}: output_key must be a non-empty string")
-    unknown = set(item) - {"step_id", "skill", "params", "on_error", "retries", "output_key"}
+    estimate = _estimated_cost(step_id, item.get("estimated_cost_usd"))
+    unknown = set(item) - STEP_FIELDS
     if unknown:
         raise PlanValidationError(f"step {step_id!r}: unknown fields {sorted(unknown)}")
-    return Step(step_id, skill, dict(params), OnError(on_error), retries, output_key)
+    return Step(step_id, skill, dict(params), OnError(on_error), retries, output_key, estimate)
+
+
+def _estimated_cost(step_id: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PlanValidationError(f"step {step_id!r}: estimated_cost_usd must be a number")
+    try:
+        micros = usd_to_micros(value)
+    except ValueError as exc:
+        raise PlanValidationError(f"step {step_id!r}: estimated_cost_usd: {exc}") from None
+    if micros < 0:
+        raise PlanValidationError(f"step {step_id!r}: estimated_cost_usd must be >= 0")
+    return micros
+
+
+def _stored_estimate(value: Any) -> int | None:
+    return None if value is None else usd_to_micros(value)
 
 
 def plan_from_dict(raw: Mapping[str, Any]) -> Plan:
@@ -185,6 +214,7 @@ def plan_from_dict(raw: Mapping[str, Any]) -> Plan:
                 OnError(s.get("on_error", "abort")),
                 s.get("retries", 0),
                 s.get("output_key"),
+                _stored_estimate(s.get("estimated_cost_usd")),
             )
             for s in raw["steps"]
         )

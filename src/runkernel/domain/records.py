@@ -96,6 +96,8 @@ class Agent:
     budget_micros: int
     spent_micros: int
     created_at_ms: int
+    # Held by steps in flight and by the recorded cost of runs not yet final.
+    reserved_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)

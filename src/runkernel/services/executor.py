@@ -4,6 +4,11 @@ Every write goes through the claim's fencing token (its epoch); the moment anoth
 run, ``LeaseLostError`` stops this one and nothing more is written. A reclaimed run
 resumes after its last recorded step, so a completed step never runs twice.
 
+Before its skill is called, a step reserves its worst-case cost against the run's and the
+agent's budgets (DESIGN invariant 7), in a short transaction of its own; one that does not
+fit ends the run ``failed_policy`` / ``budget_exceeded`` without the call. The reservation
+settles to the step's cost in the transaction that records the step.
+
 Nothing a step does can crash its attempt: a template that does not resolve, a skill that
 raises or returns something odd, an input or output that is too large or cannot be
 stored — each is a failed step with its reason, and what is stored in place of a value
@@ -19,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runkernel.domain import budgets
 from runkernel.domain.plans import (
     OnError,
     Plan,
@@ -80,6 +86,7 @@ class RunExecutor:
         limits: StepLimits,
         completion: RunCompletionTransaction,
         completion_retries: int = 3,
+        default_step_cost_micros: int = 0,
     ) -> None:
         self._uow = uow
         self._skills = skills
@@ -89,6 +96,7 @@ class RunExecutor:
         self._limits = limits
         self._completion = completion
         self._completion_retries = completion_retries
+        self._default_cost = default_step_cost_micros
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -151,9 +159,18 @@ class RunExecutor:
             if exceeded:
                 return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", exceeded)
             step = plan.steps[index]
-            record = self._run_step(run, claim, index, step, outputs, execution)
+            params, refused = self._input(step, outputs)
+            reserved = 0 if refused is not None else self._worst_case(step, params)
+            refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, reserved)
+            if refusal is None and not self._reserve(claim, reserved):
+                refusal = budgets.agent_refusal(reserved)
+            if refusal is not None:
+                return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
+            record = self._run_step(run, claim, index, step, (params, refused), execution)
             with self._uow() as uow:
-                cancel = uow.runs.record_step(claim, record, now_ms=record.finished_at_ms)
+                cancel = uow.runs.record_step(
+                    claim, record, now_ms=record.finished_at_ms, reserved_micros=reserved
+                )
                 uow.commit()
             cost += record.cost_micros
             usage = usage + record.usage
@@ -162,6 +179,22 @@ class RunExecutor:
             if record.status != "succeeded" and step.on_error is OnError.ABORT:
                 return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(record))
         return self._succeed(run, claim, plan)
+
+    def _worst_case(self, step: Step, params: Any) -> int:
+        estimated = self._skills.estimate(step.skill, params)
+        per_call = budgets.per_call(estimated, step.estimated_cost_micros, self._default_cost)
+        return budgets.worst_case(per_call, step.retries)
+
+    def _reserve(self, claim: Claim, micros: int) -> bool:
+        """Hold ``micros`` of the agent's budget in a transaction of its own, so no row lock
+        is held while the step runs; a step that may cost nothing touches no agent row."""
+        if micros == 0:
+            return True
+        with self._uow() as uow:
+            fits = uow.runs.reserve(claim, micros)
+            if fits:
+                uow.commit()
+        return fits
 
     def _prior_steps(self, run: Run) -> list[StepRecord]:
         if run.next_step == 0:
@@ -175,14 +208,14 @@ class RunExecutor:
         claim: Claim,
         index: int,
         step: Step,
-        outputs: dict[str, Any],
+        rendered: tuple[Any, str | None],
         execution: Execution,
     ) -> StepRecord:
         started = time.perf_counter()
         usage, cost, tries = Usage(), 0, 0
-        # Rendered once: the same outputs give the same input, so a refused input fails
-        # the step without a call and without retries.
-        params, refused = self._input(step, outputs)
+        # Rendered once (before the reservation, which prices it): the same outputs give
+        # the same input, so a refused input fails the step without a call and retries.
+        params, refused = rendered
         result = SkillResult(error=refused)
         for try_number in range(1, step.retries + 2):
             if refused is not None:

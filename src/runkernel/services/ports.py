@@ -59,6 +59,10 @@ class SkillCatalog(Protocol):
         their values are known at run time.
         """
 
+    def estimate(self, name: str, params: Mapping[str, Any]) -> int | None:
+        """The most one call of ``name`` with the rendered ``params`` may cost, in micros;
+        None if the skill cannot tell (the step's declared estimate or the default applies)."""
+
     def invoke(self, name: str, params: Mapping[str, Any], context: SkillContext) -> SkillResult:
         """Call the skill. A raised ``SkillError`` or ``SkillResult.error`` fails the step;
         any other exception is turned into a ``SkillResult`` with ``error`` set."""
@@ -128,7 +132,13 @@ class RunRepository(Protocol):
     def claim(self, worker_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Run]: ...
     def renew_lease(self, claim: Claim, now_ms: int, lease_ms: int) -> bool: ...
     def release(self, claim: Claim, now_ms: int) -> bool: ...
-    def record_step(self, claim: Claim, step: StepRecord, *, now_ms: int) -> bool: ...
+    def reserve(self, claim: Claim, micros: int) -> bool:
+        """Atomically hold ``micros`` of the agent's budget for the next step; False if
+        spend + reservations + ``micros`` would pass it (roll back, then)."""
+
+    def record_step(
+        self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
+    ) -> bool: ...
     def finish(
         self,
         claim: Claim,

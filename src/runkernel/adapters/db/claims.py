@@ -12,7 +12,8 @@ token every later write is conditioned on, and is logged in ``run_claims`` (one 
 (run, epoch)). What the claim does to the run — its state, its transition and reason,
 whether it counts an attempt — is decided by ``domain.claims``; the state each run was
 found in comes back with it, and the transitions the domain builds from it are inserted
-in the same transaction (one more statement).
+in the same transaction (one more statement). A takeover releases the budget reservation
+the dead worker held for its step in flight (DESIGN invariant 7), in the same transaction.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _SET = f"""
     phase = '{CLAIMED[0].value}',
     attempt = attempt + CASE WHEN runs.status IN ({_COUNTING}) THEN 1 ELSE 0 END,
     claim_epoch = claim_epoch + 1,
+    reserved_micros = 0,
     lease_owner = :worker,
     lease_expires_at_ms = :expires,
     started_at_ms = COALESCE(started_at_ms, :now),
@@ -57,13 +59,21 @@ _SET = f"""
 _POSTGRES = text(
     f"""
     WITH found AS (
-        SELECT id, phase AS from_phase, status AS from_status FROM runs
+        SELECT id, phase AS from_phase, status AS from_status, agent_id,
+            reserved_micros AS held
+        FROM runs
         WHERE {_CLAIMABLE}
         ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE runs SET {_SET}
         FROM found WHERE runs.id = found.id
         RETURNING {_RETURNED}, found.from_phase, found.from_status
+    ), released AS (
+        UPDATE agents SET reserved_micros = agents.reserved_micros - dead.held
+        FROM (
+            SELECT agent_id, SUM(held) AS held FROM found WHERE held <> 0 GROUP BY agent_id
+        ) AS dead
+        WHERE agents.id = dead.agent_id
     ), claim_log AS (
         INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
         SELECT id, claim_epoch, attempt, :worker, :now FROM claimed
@@ -83,6 +93,16 @@ _SQLITE_CLAIM = (
     .bindparams(bindparam("ids", expanding=True))
     .columns(*runs.c)
 )
+# Before the claim zeroes them: what the runs' dead workers held of their agents' budgets.
+_SQLITE_RELEASE = text(
+    """
+    UPDATE agents SET reserved_micros = reserved_micros - (
+        SELECT SUM(runs.reserved_micros) FROM runs
+        WHERE runs.agent_id = agents.id AND runs.id IN :ids
+    )
+    WHERE id IN (SELECT agent_id FROM runs WHERE id IN :ids AND reserved_micros <> 0)
+    """
+).bindparams(bindparam("ids", expanding=True))
 _SQLITE_LOG_CLAIMS = text(
     """
     INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
@@ -105,6 +125,7 @@ def claim_next_runs(
         if not found_in:
             return []
         claimed = {**params, "ids": list(found_in)}
+        conn.execute(_SQLITE_RELEASE, claimed)
         rows = sorted(conn.execute(_SQLITE_CLAIM, claimed), key=lambda r: str(r.id))
         conn.execute(_SQLITE_LOG_CLAIMS, claimed)
     transitions = []

@@ -16,6 +16,29 @@ _FENCE = """
     AND status = 'running'
 """
 
+# The agent's row is updated only when the reservation fits (the conditional UPDATE is
+# re-checked on the row's newest version once a concurrent writer commits); the caller
+# rolls back the run's share when it did not.
+RESERVE = text(
+    f"""
+    WITH held AS (
+        UPDATE runs SET reserved_micros = reserved_micros + :p_reserve
+        WHERE {_FENCE}
+        RETURNING agent_id
+    ), agent AS (
+        UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve
+        FROM held
+        WHERE agents.id = held.agent_id
+            AND agents.spent_micros + agents.reserved_micros + :p_reserve
+                <= agents.budget_micros
+        RETURNING agents.id
+    )
+    SELECT (SELECT count(*) FROM agent) AS fits FROM held
+    """
+)
+
+# The step's reservation becomes its recorded cost, which the agent holds until the run
+# is final and pays for it (FINISH).
 RECORD_STEP = text(
     f"""
     WITH advanced AS (
@@ -24,9 +47,14 @@ RECORD_STEP = text(
             input_tokens = input_tokens + :p_input_tokens,
             output_tokens = output_tokens + :p_output_tokens,
             cost_micros = cost_micros + :p_cost,
+            reserved_micros = 0,
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, cancel_requested
+        RETURNING id, agent_id, cancel_requested
+    ), settled AS (
+        UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve_delta
+        FROM advanced
+        WHERE agents.id = advanced.agent_id AND :p_reserve_delta <> 0
     ), step AS (
         INSERT INTO run_steps (
             run_id, step_index, step_id, skill, status, input, output, input_tokens,
@@ -43,7 +71,9 @@ RECORD_STEP = text(
 
 FINISH = text(
     f"""
-    WITH done AS (
+    WITH prior AS (
+        SELECT reserved_micros AS held FROM runs WHERE {_FENCE}
+    ), done AS (
         UPDATE runs SET
             status = :p_status,
             phase = :p_phase,
@@ -54,14 +84,17 @@ FINISH = text(
             observability_status = :p_observability,
             lease_owner = NULL,
             lease_expires_at_ms = NULL,
+            reserved_micros = 0,
             updated_at_ms = :p_now,
             finished_at_ms = :p_now
         WHERE {_FENCE}
         RETURNING id, agent_id, cost_micros, cancel_requested
     ), settled AS (
-        UPDATE agents SET spent_micros = spent_micros + done.cost_micros
-        FROM done
-        WHERE agents.id = done.agent_id AND done.cost_micros > 0
+        UPDATE agents SET
+            spent_micros = spent_micros + done.cost_micros,
+            reserved_micros = reserved_micros - done.cost_micros - prior.held
+        FROM done, prior
+        WHERE agents.id = done.agent_id AND done.cost_micros + prior.held > 0
     ), recorded AS (
         INSERT INTO run_transitions
             (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)

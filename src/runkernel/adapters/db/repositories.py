@@ -39,9 +39,34 @@ _RECORD_STEP = (
         input_tokens=runs.c.input_tokens + bindparam("p_input_tokens"),
         output_tokens=runs.c.output_tokens + bindparam("p_output_tokens"),
         cost_micros=runs.c.cost_micros + bindparam("p_cost"),
+        reserved_micros=0,
         updated_at_ms=bindparam("p_now"),
     )
-    .returning(runs.c.cancel_requested)
+    .returning(runs.c.cancel_requested, runs.c.agent_id)
+)
+_RESERVE_RUN = (
+    update(runs)
+    .where(_FENCE)
+    .values(reserved_micros=runs.c.reserved_micros + bindparam("p_reserve"))
+    .returning(runs.c.agent_id)
+)
+# Atomic against every concurrent reservation of the agent: the condition is checked on
+# the row the UPDATE writes, never on a value read before (DESIGN invariant 7).
+_RESERVE_AGENT = (
+    update(agents)
+    .where(
+        agents.c.id == bindparam("p_agent_id"),
+        agents.c.spent_micros + agents.c.reserved_micros + bindparam("p_reserve")
+        <= agents.c.budget_micros,
+    )
+    .values(reserved_micros=agents.c.reserved_micros + bindparam("p_reserve"))
+)
+# The step's reservation becomes its recorded cost, which the agent holds until the run
+# is final and pays for it (_SETTLE).
+_SETTLE_STEP = (
+    update(agents)
+    .where(agents.c.id == bindparam("p_agent_id"))
+    .values(reserved_micros=agents.c.reserved_micros + bindparam("p_reserve_delta"))
 )
 _FINISH = (
     update(runs)
@@ -73,18 +98,20 @@ _RELEASE = (
         lease_owner=None, lease_expires_at_ms=bindparam("p_now"), updated_at_ms=bindparam("p_now")
     )
 )
-# The agent pays for a run once, when the run is final (DESIGN invariant 1): one update of
-# the agent's row per run, where per-step settlement made every step of every run of one
-# agent queue on that row's lock.
+# The agent pays for a run once, when the run is final (DESIGN invariant 1), and lets go
+# of what it held for it: the recorded cost and any reservation left.
 _THIS_RUN = runs.c.id == bindparam("p_run_id")
 _SETTLE = (
     update(agents)
     .where(agents.c.id == select(runs.c.agent_id).where(_THIS_RUN).scalar_subquery())
     .values(
         spent_micros=agents.c.spent_micros
-        + select(runs.c.cost_micros).where(_THIS_RUN).scalar_subquery()
+        + select(runs.c.cost_micros).where(_THIS_RUN).scalar_subquery(),
+        reserved_micros=agents.c.reserved_micros
+        - select(runs.c.cost_micros + runs.c.reserved_micros).where(_THIS_RUN).scalar_subquery(),
     )
 )
+_UNRESERVE = update(runs).where(_THIS_RUN, runs.c.reserved_micros != 0).values(reserved_micros=0)
 _GOVERNANCE_STATUS = (
     update(runs)
     .where(_THIS_RUN)
@@ -233,8 +260,28 @@ class SqlRunRepository:
         if self._dialect == "postgresql":
             self._conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    def record_step(self, claim: Claim, step: StepRecord, *, now_ms: int) -> bool:
-        """Store a finished step and advance the run past it, or raise ``LeaseLostError``.
+    def reserve(self, claim: Claim, micros: int) -> bool:
+        """Hold ``micros`` of the run's agent's budget for the step about to run; False if
+        it does not fit (the caller rolls back: the run's share must not stay either).
+        Raises ``LeaseLostError`` if the claim is no longer held."""
+        params = {**_fence(claim), "p_reserve": micros}
+        if self._dialect == "postgresql":
+            row = self._conn.execute(postgres.RESERVE, params).first()
+            if row is None:
+                raise _lost(claim)
+            return bool(row.fits)
+        held = self._conn.execute(_RESERVE_RUN, params).first()
+        if held is None:
+            raise _lost(claim)
+        fits = self._conn.execute(_RESERVE_AGENT, {**params, "p_agent_id": held.agent_id})
+        return fits.rowcount == 1
+
+    def record_step(
+        self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
+    ) -> bool:
+        """Store a finished step and advance the run past it, or raise ``LeaseLostError``;
+        the step's reservation (``reserved_micros``, what :meth:`reserve` held for it)
+        settles to its cost in the same statement(s).
 
         Returns whether a cancel was requested meanwhile, so the worker learns of it
         without another query."""
@@ -245,11 +292,18 @@ class SqlRunRepository:
             "p_cost": step.cost_micros,
             "p_now": now_ms,
         }
+        delta = step.cost_micros - reserved_micros
         if self._dialect == "postgresql":
-            return self._fenced(postgres.RECORD_STEP, claim, **params, **_step_values(step))
-        cancel_requested = self._fenced(_RECORD_STEP, claim, **params)
+            return self._fenced(
+                postgres.RECORD_STEP, claim, **params, p_reserve_delta=delta, **_step_values(step)
+            )
+        row = self._conn.execute(_RECORD_STEP, {**_fence(claim), **params}).first()
+        if row is None:
+            raise _lost(claim)
+        if delta:
+            self._conn.execute(_SETTLE_STEP, {"p_agent_id": row.agent_id, "p_reserve_delta": delta})
         self._conn.execute(_INSERT_STEP, _step_values(step))
-        return cancel_requested
+        return bool(row.cancel_requested)
 
     def finish(
         self,
@@ -281,6 +335,7 @@ class SqlRunRepository:
             return
         self._fenced(_FINISH, claim, **params)
         self._conn.execute(_SETTLE, {"p_run_id": claim.run_id})
+        self._conn.execute(_UNRESERVE, {"p_run_id": claim.run_id})
         self.add_transitions(claim.run_id, transitions)
 
     def set_governance_status(
@@ -295,10 +350,7 @@ class SqlRunRepository:
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:
         row = self._conn.execute(statement, {**_fence(claim), **params}).first()
         if row is None:
-            raise LeaseLostError(
-                f"run {claim.run_id}: lease of claim epoch {claim.epoch} "
-                f"(attempt {claim.attempt}) is no longer held"
-            )
+            raise _lost(claim)
         return bool(row.cancel_requested)
 
     def _with_details(self, row: Row[Any]) -> Run:
@@ -306,6 +358,13 @@ class SqlRunRepository:
         return replace(
             base, steps=tuple(self.steps(base.id)), transitions=tuple(self.transitions(base.id))
         )
+
+
+def _lost(claim: Claim) -> LeaseLostError:
+    return LeaseLostError(
+        f"run {claim.run_id}: lease of claim epoch {claim.epoch} "
+        f"(attempt {claim.attempt}) is no longer held"
+    )
 
 
 def _run_values(run: Run) -> dict[str, Any]:

@@ -13,7 +13,13 @@ from runkernel.domain.skills import Usage
 
 def agent_from_row(row: Row[Any]) -> Agent:
     return Agent(
-        row.id, row.tenant_id, row.name, row.budget_micros, row.spent_micros, row.created_at_ms
+        row.id,
+        row.tenant_id,
+        row.name,
+        row.budget_micros,
+        row.spent_micros,
+        row.created_at_ms,
+        row.reserved_micros,
     )
 
 

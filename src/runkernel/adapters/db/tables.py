@@ -65,6 +65,9 @@ agents = Table(
     Column("name", String(200), nullable=False),
     Column("budget_micros", BigInteger, nullable=False),
     Column("spent_micros", BigInteger, nullable=False, server_default="0"),
+    # Worst-case cost of steps in flight plus the recorded cost of runs not yet final:
+    # a step may start only if spent + reserved + its reservation fits the budget.
+    Column("reserved_micros", BigInteger, nullable=False, server_default="0"),
     Column("created_at_ms", BigInteger, nullable=False),
     UniqueConstraint("tenant_id", "name", name="uq_agents_tenant_name"),
 )
@@ -95,6 +98,9 @@ runs = Table(
     Column("input_tokens", BigInteger, nullable=False, server_default="0"),
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cost_micros", BigInteger, nullable=False, server_default="0"),
+    # The reservation of the step in flight, released when the step is recorded, the run
+    # finishes or its lease is taken over.
+    Column("reserved_micros", BigInteger, nullable=False, server_default="0"),
     Column("error_code", String(64)),
     Column("error_message", Text),
     Column("output", Json),

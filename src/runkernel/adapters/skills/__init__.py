@@ -26,7 +26,11 @@ def build_default_registry(settings: Settings, *, egress: Egress | None = None) 
     registry = SkillRegistry()
     chat = ChatSkill(settings, egress)
     registry.register(
-        "llm.chat", chat, validate=chat.validate, description="one LLM chat completion"
+        "llm.chat",
+        chat,
+        validate=chat.validate,
+        description="one LLM chat completion",
+        estimate=chat.estimate,
     )
     http = HttpRequestSkill(egress)
     registry.register("http.request", http, validate=http.validate, description="one HTTP call")

@@ -31,7 +31,13 @@ from runkernel.adapters.skills._checks import (
     skip,
 )
 from runkernel.adapters.skills.egress import Egress
-from runkernel.adapters.skills.pricing import DEFAULT_PRICES, ModelPrice, cost_micros, price_of
+from runkernel.adapters.skills.pricing import (
+    DEFAULT_PRICES,
+    ModelPrice,
+    cost_micros,
+    price_of,
+    worst_case_micros,
+)
 from runkernel.adapters.telemetry.redaction import redact_url
 from runkernel.config import Settings
 from runkernel.domain.money import micros_to_usd
@@ -92,6 +98,11 @@ class ChatSkill:
                 integer=False,
                 templates=templates,
             )
+
+    def estimate(self, params: Mapping[str, Any]) -> int:
+        """The worst-case cost of one call with the rendered ``params``, in micros."""
+        texts = [str(m.get("content", "")) for m in params["messages"]]
+        return worst_case_micros(params["model"], texts, int(params["max_tokens"]), self._prices)
 
     def __call__(self, params: dict[str, Any], context: SkillContext) -> SkillResult:
         check_at_call(NAME, self.validate, params)

@@ -6,7 +6,7 @@ provider; it has a small nonzero price so budgets and cost accounting are exerci
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -58,3 +58,25 @@ def cost_micros(model: str, usage: Usage, prices: Mapping[str, ModelPrice] = DEF
         + usage.output_tokens * price.output_micros_per_mtok
     )
     return (scaled + TOKENS_PER_MTOK // 2) // TOKENS_PER_MTOK
+
+
+# A token is about four characters of English; echo-1 counts one per word. The larger of
+# the two bounds what echo-1 charges exactly and what a real model is likely to.
+CHARS_PER_TOKEN = 4
+
+
+def estimated_input_tokens(texts: Iterable[str]) -> int:
+    """What the prompt of ``texts`` is reserved as: per text, the larger of its word count
+    and its characters / 4 (rounded up)."""
+    return sum(max(len(t.split()), -(-len(t) // CHARS_PER_TOKEN)) for t in texts)
+
+
+def worst_case_micros(
+    model: str,
+    texts: Iterable[str],
+    max_tokens: int,
+    prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
+) -> int:
+    """The most one call may cost: the estimated prompt plus ``max_tokens`` of answer."""
+    usage = Usage(input_tokens=estimated_input_tokens(texts), output_tokens=max_tokens)
+    return cost_micros(model, usage, prices)

@@ -21,6 +21,8 @@ from runkernel.errors import PlanValidationError, SkillError
 
 SkillFn = Callable[[dict[str, Any], SkillContext], Any]
 Validator = Callable[[Mapping[str, Any]], None]
+# The most one call with these (rendered) params may cost, in micros.
+Estimator = Callable[[Mapping[str, Any]], int]
 F = TypeVar("F", bound=SkillFn)
 
 # Per call; a run sums up to max_plan_steps of them in signed 64-bit columns.
@@ -32,6 +34,7 @@ class _Entry:
     fn: SkillFn
     validate: Validator | None
     description: str
+    estimate: Estimator | None = None
 
 
 class SkillRegistry:
@@ -42,13 +45,19 @@ class SkillRegistry:
         self._closers: list[Callable[[], None]] = []
 
     def register(
-        self, name: str, fn: SkillFn, *, validate: Validator | None = None, description: str = ""
+        self,
+        name: str,
+        fn: SkillFn,
+        *,
+        validate: Validator | None = None,
+        description: str = "",
+        estimate: Estimator | None = None,
     ) -> None:
         if not name:
             raise ValueError("a skill needs a name")
         if name in self._entries:
             raise ValueError(f"skill {name!r} is already registered")
-        self._entries[name] = _Entry(fn, validate, description)
+        self._entries[name] = _Entry(fn, validate, description, estimate)
 
     def skill(
         self, name: str, *, validate: Validator | None = None, description: str = ""
@@ -85,6 +94,17 @@ class SkillRegistry:
                 raise PlanValidationError(
                     f"{name}: params cannot be checked: {type(exc).__name__}: {exc}"
                 ) from exc
+
+    def estimate(self, name: str, params: Mapping[str, Any]) -> int | None:
+        entry = self._entries.get(name)
+        if entry is None or entry.estimate is None:
+            return None
+        try:
+            micros = entry.estimate(params)
+        # Params the skill cannot price are params it refuses at the call, before any cost.
+        except Exception:  # noqa: BLE001
+            return 0
+        return micros if isinstance(micros, int) and 0 <= micros <= MAX_COUNT else None
 
     def invoke(self, name: str, params: Mapping[str, Any], context: SkillContext) -> SkillResult:
         entry = self._entries.get(name)

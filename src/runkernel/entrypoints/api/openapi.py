@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import WithJsonSchema
 
+from runkernel.domain.money import MAX_USD, SMALLEST_USD
 from runkernel.domain.plans import MAX_RETRIES, STEP_ID, OnError
 from runkernel.entrypoints.api.schema_rules import STORABLE_JSON, TEXT
 from runkernel.entrypoints.api.skill_params import params_schema
@@ -35,6 +36,16 @@ STEP_FIELDS: dict[str, Any] = {
     "retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
     "output_key": {
         "anyOf": [{"type": "string", "minLength": 1, "pattern": TEXT}, {"type": "null"}]
+    },
+    "estimated_cost_usd": {
+        # 0, or at least one micro-dollar (as the schemas' USD_SCHEMA), or null: none.
+        "anyOf": [
+            {"type": "number", "const": 0},
+            {"type": "number", "minimum": float(SMALLEST_USD), "maximum": MAX_USD},
+            {"type": "null"},
+        ],
+        "description": "the most one call of the skill may cost, reserved against the run's "
+        "and the agent's budget before the step (llm.chat estimates its own)",
     },
 }
 # Wrapped: pydantic resolves a bare "$ref" as one of its own definitions.

@@ -102,6 +102,10 @@ class AgentOut(BaseModel):
     name: str
     budget_usd: float
     spent_usd: float
+    reserved_usd: float = Field(
+        description="held by steps in flight and by runs not yet final; "
+        "a step starts only if spent + reserved + its worst-case cost fits the budget"
+    )
     created_at: str
 
 

@@ -27,6 +27,7 @@ def agent(record: Agent) -> schemas.AgentOut:
         name=record.name,
         budget_usd=micros_to_usd(record.budget_micros),
         spent_usd=micros_to_usd(record.spent_micros),
+        reserved_usd=micros_to_usd(record.reserved_micros),
         created_at=iso(record.created_at_ms),
     )
 
