@@ -18,6 +18,7 @@ from runkernel.domain.pauses import (
     decide_resume,
     open_pause,
 )
+from runkernel.domain.permissions import resumer
 from runkernel.domain.records import Claim, Principal, Role
 from runkernel.domain.runs import PAUSE, Phase, RunStatus, transition
 from runkernel.errors import LeaseLostError
@@ -67,7 +68,8 @@ def test_a_paused_run_is_stored_released_and_claimed_again_without_an_attempt(
         uow.pauses.pause(claim, paused)  # a run paused once is held by no claim
     with kernel.uow() as uow:  # no takeover: a paused run holds no lease to expire
         assert uow.runs.claim("worker-X", 10, t0 + 10 * LEASE_MS, LEASE_MS) == []
-        refused = decide_resume(pause, Principal(run.tenant_id, "k-user", Role.USER), t0 + 2)
+        user = resumer(Principal(run.tenant_id, "k-user", Role.USER), pause.key_owner)
+        refused = decide_resume(pause, user, t0 + 2)
         assert refused.refusal is ResumeRefusal.NOT_ALLOWED and refused.pause is not None
         uow.pauses.save(refused.pause)
         uow.commit()

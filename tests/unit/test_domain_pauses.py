@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runkernel.domain.pauses import (
     DEFAULT_AUTHORITIES,
     ESCALATION_FACTOR,
+    SYSTEM,
     Pause,
     PauseReason,
     PauseResumeAuthority,
     ResumeRefusal,
     TimeoutBehaviour,
     close,
-    decide_resume,
     escalate,
     open_pause,
     paused_ms,
     timeout_action,
 )
+from runkernel.domain.pauses import (
+    decide_resume as decide,
+)
+from runkernel.domain.permissions import resumer
 from runkernel.domain.records import Principal, Role
 
 A = PauseResumeAuthority
@@ -27,6 +33,12 @@ USER = Principal("t1", "k-user", Role.USER)
 OWNER = Principal("t1", "k-owner", Role.USER)
 OPERATOR = Principal.operator("k-op")
 SLA = 1_000
+
+
+def decide_resume(pause: Pause | None, principal: Principal | None, now_ms: int) -> Any:
+    """As the service asks: a key resumes as what its role (and ownership) make it."""
+    who = SYSTEM if principal is None else resumer(principal, "k-owner")
+    return decide(pause, who, now_ms)
 
 
 def _pause(reason: PauseReason, on_timeout: TimeoutBehaviour = TimeoutBehaviour.TERMINATE) -> Pause:

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from runkernel.domain.records import Principal, Role
-
 
 class PauseReason(StrEnum):
     POLICY_CHANGE = "POLICY_CHANGE"
@@ -47,6 +45,7 @@ class ResumeRefusal(StrEnum):
 
 
 _A = PauseResumeAuthority
+SYSTEM_ACTOR = "system"
 
 # Who may resume a pause of each reason unless the pause names others. A policy change
 # is the tenant's rules moving under a run: its admin (or the operator) decides; budget is
@@ -62,8 +61,6 @@ DEFAULT_AUTHORITIES: Mapping[PauseReason, frozenset[PauseResumeAuthority]] = {
 
 # An escalated pause gets this many SLAs more before its second expiry terminates it.
 ESCALATION_FACTOR = 2
-
-SYSTEM_ACTOR = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,25 +136,15 @@ def open_pause(
     )
 
 
-def authorities_of(principal: Principal | None, key_owner: str | None) -> frozenset[_A]:
-    """What ``principal`` (None: the system itself) may resume as."""
-    if principal is None:
-        return frozenset({_A.SYSTEM_AUTO})
-    held = {
-        Role.ADMIN: _A.TENANT_ADMIN,
-        Role.USER: _A.TENANT_USER,
-        Role.OPERATOR: _A.OPERATOR,
-    }
-    out = {held[principal.role]}
-    if key_owner is not None and principal.key_id == key_owner:
-        out.add(_A.API_KEY_OWNER)
-    return frozenset(out)
+@dataclass(frozen=True, slots=True)
+class Resumer:
+    """Who asks for a resume, and as what (``domain.permissions.resumer`` maps a key)."""
+
+    actor: str
+    authorities: frozenset[PauseResumeAuthority]
 
 
-def actor_of(principal: Principal | None) -> str:
-    if principal is None:
-        return SYSTEM_ACTOR
-    return f"{principal.role.value}:{principal.key_id}"
+SYSTEM = Resumer(SYSTEM_ACTOR, frozenset({PauseResumeAuthority.SYSTEM_AUTO}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +155,14 @@ class ResumeDecision:
     message: str = ""
 
 
-def decide_resume(pause: Pause | None, principal: Principal | None, now_ms: int) -> ResumeDecision:
-    """Whether ``principal`` (None: the system) may resume ``pause`` now; either way the
-    attempt is counted on the returned pause, a refusal recorded with its reason."""
+def decide_resume(pause: Pause | None, resumer: Resumer, now_ms: int) -> ResumeDecision:
+    """Whether ``resumer`` may resume ``pause`` now; either way the attempt is counted on
+    the returned pause, a refusal recorded with its reason."""
     if pause is None or not pause.is_open:
         return ResumeDecision(False, pause, ResumeRefusal.NOT_PAUSED, "the run is not paused")
-    actor = actor_of(principal)
+    actor = resumer.actor
     counted = replace(pause, resume_attempts=pause.resume_attempts + 1, last_actor=actor)
-    held = authorities_of(principal, pause.key_owner)
+    held = resumer.authorities
     refusal: tuple[ResumeRefusal, str] | None = None
     if now_ms >= pause.expires_at_ms:
         refusal = (ResumeRefusal.EXPIRED, f"the pause expired at {pause.expires_at_ms} ms")

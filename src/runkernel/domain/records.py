@@ -189,6 +189,14 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class Requests:
+    """What was asked of a running run since its worker last looked."""
+
+    cancel: bool = False
+    pause: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A lease on a run: only the holder of ``epoch`` (the fencing token) may write.
 

@@ -28,12 +28,13 @@ from runkernel.domain.plans import (
     plan_from_dict,
     render,
 )
-from runkernel.domain.records import Claim, Run, RunBudget, StepRecord
+from runkernel.domain.records import Claim, Requests, Run, RunBudget, StepRecord
 from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
 from runkernel.domain.storable import SizeLimit, bounded, omitted, printable, too_large
 from runkernel.errors import LeaseLostError, StorageUnavailableError, TransactionFailed
 from runkernel.services.completion import Finish, RunCompletionTransaction
+from runkernel.services.pauses import PauseManager
 from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class RunExecutor:
         limits: StepLimits,
         completion: RunCompletionTransaction,
         completion_retries: int = 3,
+        pauses: PauseManager | None = None,
     ) -> None:
         self._uow = uow
         self._skills = skills
@@ -89,6 +91,7 @@ class RunExecutor:
         self._limits = limits
         self._completion = completion
         self._completion_retries = completion_retries
+        self._pauses = pauses
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -132,14 +135,18 @@ class RunExecutor:
             return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(aborted))
         cost, usage = run.cost_micros, run.usage
         started_ms = run.started_at_ms or self._clock.now_ms()
-        cancel = run.cancel_requested
+        requests = Requests(cancel=run.cancel_requested, pause=run.pause_requested)
         for index in range(run.next_step, len(plan.steps)):
             if execution.lost:
                 return "lease_lost"
-            if cancel:
+            if requests.cancel:
                 return self._fail(
                     run, claim, RunStatus.CANCELLED, "cancelled", "cancelled on request"
                 )
+            if requests.pause and self._pauses is not None:
+                # Between two steps: the pause ends the lease, so the slot is free.
+                self._pauses.pause_at_boundary(run, claim)
+                return "paused"
             if execution.release_requested:
                 with self._uow() as uow:
                     uow.runs.release(claim, self._clock.now_ms())
@@ -153,7 +160,7 @@ class RunExecutor:
             step = plan.steps[index]
             record = self._run_step(run, claim, index, step, outputs, execution)
             with self._uow() as uow:
-                cancel = uow.runs.record_step(claim, record, now_ms=record.finished_at_ms)
+                requests = uow.runs.record_step(claim, record, now_ms=record.finished_at_ms)
                 uow.commit()
             cost += record.cost_micros
             usage = usage + record.usage

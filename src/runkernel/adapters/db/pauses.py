@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from runkernel.adapters.db.inserts import insert_rows
-from runkernel.adapters.db.tables import run_pauses, run_transitions, runs
+from runkernel.adapters.db.tables import agents, run_pauses, run_transitions, runs
 from runkernel.domain.pauses import (
     Pause,
     PauseReason,
@@ -112,6 +112,35 @@ class SqlPauseRepository:
             .values(resume_requested_at_ms=now_ms, updated_at_ms=now_ms)
         )
         return result.rowcount == 1
+
+    def terminate(self, run_id: str, t: Transition, *, error_code: str) -> bool:
+        """End a paused run no worker holds, settling its cost so far against its agent;
+        False if it is no longer paused."""
+        result = self._conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.PAUSED.value)
+            .values(
+                status=t.to_status.value,
+                phase=t.to_phase.value,
+                error_code=error_code,
+                error_message=t.reason,
+                resume_requested_at_ms=None,
+                updated_at_ms=t.at_ms,
+                finished_at_ms=t.at_ms,
+            )
+        )
+        if result.rowcount != 1:
+            return False
+        cost = select(runs.c.cost_micros).where(runs.c.id == run_id).scalar_subquery()
+        self._conn.execute(
+            update(agents)
+            .where(
+                agents.c.id == select(runs.c.agent_id).where(runs.c.id == run_id).scalar_subquery()
+            )
+            .values(spent_micros=agents.c.spent_micros + cost)
+        )
+        self._add_transition(run_id, t)
+        return True
 
     def _add_transition(self, run_id: str, t: Transition) -> None:
         insert_rows(self._conn, run_transitions, [{"run_id": run_id, **t.to_dict()}])

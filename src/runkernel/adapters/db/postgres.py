@@ -26,7 +26,7 @@ RECORD_STEP = text(
             cost_micros = cost_micros + :p_cost,
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, cancel_requested
+        RETURNING id, cancel_requested, pause_requested
     ), step AS (
         INSERT INTO run_steps (
             run_id, step_index, step_id, skill, status, input, output, input_tokens,
@@ -37,7 +37,7 @@ RECORD_STEP = text(
             :finished_at_ms
         FROM advanced
     )
-    SELECT cancel_requested FROM advanced
+    SELECT cancel_requested, pause_requested FROM advanced
     """
 ).bindparams(bindparam("input", type_=JSONB), bindparam("output", type_=JSONB))
 

@@ -18,7 +18,7 @@ from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
 from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
-from runkernel.domain.records import Claim, Run, StepRecord
+from runkernel.domain.records import Claim, Requests, Run, StepRecord
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
 
@@ -41,7 +41,7 @@ _RECORD_STEP = (
         cost_micros=runs.c.cost_micros + bindparam("p_cost"),
         updated_at_ms=bindparam("p_now"),
     )
-    .returning(runs.c.cancel_requested)
+    .returning(runs.c.cancel_requested, runs.c.pause_requested)
 )
 _FINISH = (
     update(runs)
@@ -233,11 +233,11 @@ class SqlRunRepository:
         if self._dialect == "postgresql":
             self._conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    def record_step(self, claim: Claim, step: StepRecord, *, now_ms: int) -> bool:
+    def record_step(self, claim: Claim, step: StepRecord, *, now_ms: int) -> Requests:
         """Store a finished step and advance the run past it, or raise ``LeaseLostError``.
 
-        Returns whether a cancel was requested meanwhile, so the worker learns of it
-        without another query."""
+        Returns whether a cancel or a pause was requested meanwhile, so the worker learns
+        of it without another query."""
         params = {
             "p_next_step": step.step_index + 1,
             "p_input_tokens": step.usage.input_tokens,
@@ -246,10 +246,11 @@ class SqlRunRepository:
             "p_now": now_ms,
         }
         if self._dialect == "postgresql":
-            return self._fenced(postgres.RECORD_STEP, claim, **params, **_step_values(step))
-        cancel_requested = self._fenced(_RECORD_STEP, claim, **params)
-        self._conn.execute(_INSERT_STEP, _step_values(step))
-        return cancel_requested
+            row = self._fenced_row(postgres.RECORD_STEP, claim, **params, **_step_values(step))
+        else:
+            row = self._fenced_row(_RECORD_STEP, claim, **params)
+            self._conn.execute(_INSERT_STEP, _step_values(step))
+        return Requests(cancel=bool(row.cancel_requested), pause=bool(row.pause_requested))
 
     def finish(
         self,
@@ -293,13 +294,16 @@ class SqlRunRepository:
         )
 
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:
+        return bool(self._fenced_row(statement, claim, **params).cancel_requested)
+
+    def _fenced_row(self, statement: Any, claim: Claim, **params: Any) -> Row[Any]:
         row = self._conn.execute(statement, {**_fence(claim), **params}).first()
         if row is None:
             raise LeaseLostError(
                 f"run {claim.run_id}: lease of claim epoch {claim.epoch} "
                 f"(attempt {claim.attempt}) is no longer held"
             )
-        return bool(row.cancel_requested)
+        return row
 
     def _with_details(self, row: Row[Any]) -> Run:
         base = run_from_row(row)
