@@ -23,6 +23,7 @@ from runkernel.domain.skills import SkillContext
 from runkernel.entrypoints.api import create_app
 from runkernel.entrypoints.worker import WorkerPool
 from runkernel.errors import ConflictError, PermissionDeniedError
+from runkernel.services.executor import Execution
 from support.governance_api import bearer
 from support.skills import LOG_SKILL, build_registry, log_plan, read_calls
 from support.workers import rows, run_row, wait_until
@@ -290,3 +291,36 @@ def test_over_http_a_refused_resume_is_403_and_a_granted_one_waits_visibly_for_a
         not_running = client.post(f"/api/v1/runs/{queued.run.id}/pause", headers=admin)
         assert not_running.status_code == 409, not_running.text
         assert not_running.json()["error"]["code"] == "run_not_running"
+
+
+def test_a_run_paused_past_its_run_timeout_but_within_its_sla_is_never_stale(
+    database_url: str, log_dir: Path
+) -> None:
+    clock = FakeClock()
+    settings = make_settings(database_url, pause_sla_s=SLA_S, run_timeout_s=1.0, grace_period_ms=0)
+    kernel = build_kernel(settings, skills=build_registry(log_dir), clock=clock)
+    kernel.migrate()
+    try:
+        tenant = make_tenant(kernel)
+        kept = _paused_by_policy(kernel, tenant, TimeoutBehaviour.CONTINUE)
+        abandoned = _paused_by_policy(kernel, tenant, TimeoutBehaviour.TERMINATE)
+        clock.now += int(SLA_S * 1000) // 2  # far past the 1 s run timeout, within the SLA
+        assert kernel.reconciler.sweep() == []
+        assert kernel.audit.reconciliation(kept) is None
+
+        kernel.pauses.try_resume(tenant.principal, kept)
+        with kernel.uow() as uow:
+            (claimed,) = uow.runs.claim("worker-B", 10, clock.now, LEASE_MS)
+            uow.commit()
+        outcome = kernel.executor.execute(claimed, Execution(Claim.of(claimed, "worker-B")))
+        assert outcome == "succeeded"
+        result = kernel.reconciler.reconcile_now(kept)
+        assert result is not None and result.status.value == "COMPLETE"
+
+        # Abandoned past its SLA (no timeout check ran): its deadline moves no further.
+        clock.now += int(SLA_S * 1000)
+        swept = {r.run_id: r.status.value for r in kernel.reconciler.sweep()}
+        assert swept.get(abandoned) == "STALE"
+        assert kept not in swept or swept[kept] == "COMPLETE"
+    finally:
+        kernel.close()

@@ -17,6 +17,7 @@ from runkernel.domain.pauses import (
     TimeoutBehaviour,
     close,
     escalate,
+    moved_deadline,
     open_pause,
     paused_ms,
     timeout_action,
@@ -152,3 +153,11 @@ def test_time_paused_counts_ended_pauses_in_full_and_the_open_one_until_now() ->
         "r1", 2, PauseReason.MANUAL_PAUSE, message="", paused_by="x", now_ms=1_000, sla_ms=SLA
     )
     assert paused_ms([done, again], now_ms=1_250) == 300 + 250
+
+
+def test_the_liveness_deadline_moves_by_time_paused_but_an_open_pause_only_until_its_sla() -> None:
+    done = close(_pause(PauseReason.MANUAL_PAUSE), 400, actor="x", outcome="resumed")
+    assert moved_deadline(5_000, [done], now_ms=10**9) == 5_000 + 300
+    open_one = _pause(PauseReason.MANUAL_PAUSE)  # paused at 100, expires at 1_100
+    assert moved_deadline(5_000, [open_one], now_ms=600) == 5_000 + 500
+    assert moved_deadline(5_000, [open_one], now_ms=10**9) == 5_000 + SLA

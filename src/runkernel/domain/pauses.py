@@ -206,3 +206,12 @@ def paused_ms(pauses: tuple[Pause, ...] | list[Pause], now_ms: int) -> int:
     """How long the run has spent paused: ended pauses in full, an open one until now.
     A liveness deadline moves by this much."""
     return sum(max(0, (p.ended_at_ms or now_ms) - p.paused_at_ms) for p in pauses)
+
+
+def moved_deadline(deadline_ms: int, pauses: tuple[Pause, ...] | list[Pause], now_ms: int) -> int:
+    """A run's liveness deadline, moved by the time it has spent paused: a run paused
+    within its SLA is never stale, and one abandoned past it is — an open pause moves the
+    deadline only up to its SLA expiry."""
+    return deadline_ms + sum(
+        max(0, (p.ended_at_ms or min(now_ms, p.expires_at_ms)) - p.paused_at_ms) for p in pauses
+    )
