@@ -115,12 +115,14 @@ def test_only_a_running_run_can_be_asked_to_pause_and_only_a_paused_one_resumed(
     run = kernel.runs.submit(tenant.principal, agent_id=tenant.agent.id, plan=log_plan(1)).run
     now = kernel.clock.now_ms()
     with kernel.uow() as uow:
-        assert not uow.pauses.request_pause(run.tenant_id, run.id, now)  # queued
+        assert not uow.pauses.request_pause(run.tenant_id, run.id, now, by="x")  # queued
         assert not uow.pauses.request_resume(run.id, now)
         uow.runs.claim("worker-A", 10, now, LEASE_MS)
-        assert not uow.pauses.request_pause("another-tenant", run.id, now)
-        assert uow.pauses.request_pause(run.tenant_id, run.id, now)
+        assert not uow.pauses.request_pause("another-tenant", run.id, now, by="x")
+        assert uow.pauses.request_pause(run.tenant_id, run.id, now, by="admin:k")
         uow.commit()
     with kernel.uow(read_only=True) as uow:
         stored = uow.runs.get(run.tenant_id, run.id)
     assert stored is not None and stored.pause_requested
+    with kernel.uow(read_only=True) as uow:
+        assert uow.pauses.requested_by(run.id) == "admin:k"

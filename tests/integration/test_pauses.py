@@ -130,6 +130,7 @@ def test_a_manual_pause_frees_the_worker_and_a_resume_continues_from_the_next_st
     assert (row.pause_requested, row.next_step, row.attempt, row.claim_epoch) == (False, 2, 1, 1)
     (pause,) = kernel.pauses.pauses(tenant.principal.tenant_id, run_id)
     assert (pause.reason, pause.is_open) == (PauseReason.MANUAL_PAUSE, True)
+    assert pause.paused_by == f"admin:{tenant.principal.key_id}"  # who asked, not the worker
 
     user = _user(kernel, tenant)
     waiting = kernel.pauses.try_resume(user, run_id, note="go on")  # manual: a user may
@@ -143,7 +144,7 @@ def test_a_manual_pause_frees_the_worker_and_a_resume_continues_from_the_next_st
     calls = [(c.run_id, c.step_id) for c in read_calls(log_dir) if c.run_id == run_id]
     assert calls == [(run_id, "before"), (run_id, "after")]  # no step ran twice
     reasons = [t.reason for t in run.transitions]
-    assert any(r.startswith("paused (MANUAL_PAUSE)") for r in reasons)
+    assert any(r.startswith(f"paused (MANUAL_PAUSE) by {pause.paused_by}") for r in reasons)
     assert "resumed; claimed by worker-B (attempt 1)" in reasons
     topics = [
         r.topic for r in rows(kernel, "SELECT topic FROM outbox WHERE run_id = :id", id=run_id)

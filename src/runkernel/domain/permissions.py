@@ -84,7 +84,12 @@ def resumer(principal: Principal, key_owner: str | None) -> Resumer:
     held = {_PAUSE_AUTHORITY[principal.role]}
     if key_owner is not None and principal.key_id == key_owner:
         held.add(PauseResumeAuthority.API_KEY_OWNER)
-    return Resumer(f"{principal.role.value}:{principal.key_id}", frozenset(held))
+    return Resumer(actor(principal), frozenset(held))
+
+
+def actor(principal: Principal) -> str:
+    """How a caller is named in what it did to a run (a pause, a resume)."""
+    return f"{principal.role.value}:{principal.key_id}"
 
 
 def allows(role: Role, permission: Permission) -> bool:

@@ -23,7 +23,7 @@ from runkernel.domain.events import Event, new_event
 from runkernel.domain.ids import new_id
 from runkernel.domain.incidents import pause_escalated_incident
 from runkernel.domain.pauses import Pause, PauseReason, TimeoutBehaviour
-from runkernel.domain.permissions import Permission, require, resumer
+from runkernel.domain.permissions import Permission, actor, require, resumer
 from runkernel.domain.records import Claim, Principal, Run
 from runkernel.domain.runs import PAUSE, Phase, RunStatus, is_terminal, transition
 from runkernel.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -60,7 +60,7 @@ class PauseManager:
         with self._uow() as uow:
             run = self._run(uow, principal.tenant_id, run_id)
             if run.status is not RunStatus.RUNNING or not uow.pauses.request_pause(
-                run.tenant_id, run.id, now
+                run.tenant_id, run.id, now, by=actor(principal)
             ):
                 raise ConflictError(
                     f"only a running run can be paused; this one is {run.status.value}",
@@ -97,8 +97,14 @@ class PauseManager:
                 key_owner=run.submitted_key_id,
                 on_timeout=on_timeout,
             )
+            requested_by = uow.pauses.requested_by(run.id)
+            if requested_by is not None:
+                pause = replace(pause, paused_by=requested_by)
             moved = transition(
-                *PAUSE[0], *PAUSE[1], at_ms=now, reason=f"paused ({reason.value}): {message}"
+                *PAUSE[0],
+                *PAUSE[1],
+                at_ms=now,
+                reason=f"paused ({reason.value}) by {pause.paused_by}: {message}",
             )
             uow.pauses.pause(claim, moved)
             uow.pauses.add(pause, run.tenant_id)

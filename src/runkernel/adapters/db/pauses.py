@@ -72,14 +72,21 @@ class SqlPauseRepository:
         return [_pause(r) for r in rows]
 
     # -- the run's side -------------------------------------------------------------
-    def request_pause(self, tenant_id: str, run_id: str, now_ms: int) -> bool:
+    def request_pause(self, tenant_id: str, run_id: str, now_ms: int, *, by: str) -> bool:
         """Ask the worker holding a running run to pause it at its next step boundary."""
         result = self._conn.execute(
             update(runs)
             .where(runs.c.tenant_id == tenant_id, runs.c.id == run_id, runs.c.status == "running")
-            .values(pause_requested=True, updated_at_ms=now_ms)
+            .values(pause_requested=True, pause_requested_by=by, updated_at_ms=now_ms)
         )
         return result.rowcount == 1
+
+    def requested_by(self, run_id: str) -> str | None:
+        """Who asked for the run's pause (None: nobody, or it was paused already)."""
+        by = self._conn.execute(
+            select(runs.c.pause_requested_by).where(runs.c.id == run_id)
+        ).scalar()
+        return None if by is None else str(by)
 
     def pause(self, claim: Claim, transition: Transition) -> None:
         """Pause the run this claim holds and end its lease, or raise ``LeaseLostError``."""
@@ -95,6 +102,7 @@ class SqlPauseRepository:
                 status=transition.to_status.value,
                 phase=transition.to_phase.value,
                 pause_requested=False,
+                pause_requested_by=None,
                 lease_owner=None,
                 lease_expires_at_ms=None,
                 updated_at_ms=transition.at_ms,

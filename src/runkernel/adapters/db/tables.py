@@ -105,6 +105,7 @@ runs = Table(
     Column("pause_requested", Boolean, nullable=False, server_default=text("false")),
     # Set when a paused run's resume is granted: it waits for a worker to claim it.
     Column("resume_requested_at_ms", BigInteger),
+    Column("pause_requested_by", String(200)),  # who asked for the pause (the actor)
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("started_at_ms", BigInteger),

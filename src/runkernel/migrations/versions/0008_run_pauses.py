@@ -54,10 +54,12 @@ def upgrade() -> None:
             sa.Column("pause_requested", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("resume_requested_at_ms", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("pause_requested_by", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_column("pause_requested_by")
         batch_op.drop_column("resume_requested_at_ms")
         batch_op.drop_column("pause_requested")
     op.drop_index("ix_run_pauses_open_expiry", table_name="run_pauses")
