@@ -30,6 +30,7 @@ from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.executor import RetryPolicy, RunExecutor, StepLimits
 from runkernel.services.governance import GovernanceRegistry, default_facade
 from runkernel.services.operators import Operators
+from runkernel.services.pauses import PauseManager
 from runkernel.services.ports import AuditStore, Clock, SystemClock, TraceSink
 from runkernel.services.reconciler import AuditReconciler
 from runkernel.services.relay import Relay
@@ -61,6 +62,7 @@ class Kernel:
     relay: Relay[SqlUnitOfWork]
     reconciler: AuditReconciler
     metrics: PrometheusMetrics
+    pauses: PauseManager
     # Set for a non-SQL audit store (Redis, memory): forwards the acks its completions
     # handed off in their transactions (DESIGN invariant 9). None with the SQL store.
     ack_forwarder: AckForwarder | None = None
@@ -138,6 +140,7 @@ def build_kernel(
         relay_wakeup=relay_wakeup,
         ack_forwarder=ack_forwarder,
     )
+    pauses = PauseManager(uow, clock, completion, sla_s=settings.pause_sla_s, wakeup=wakeup)
     executor = RunExecutor(
         uow,
         skills,
@@ -151,6 +154,7 @@ def build_kernel(
         completion=completion,
         completion_retries=settings.completion_retries,
         default_step_cost_micros=usd_to_micros(settings.default_step_cost_usd),
+        pauses=pauses,
     )
     bus = InProcessBus()
     relay = Relay(
@@ -195,5 +199,6 @@ def build_kernel(
         relay=relay,
         reconciler=reconciler,
         metrics=metrics,
+        pauses=pauses,
         ack_forwarder=ack_forwarder,
     )

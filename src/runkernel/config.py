@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     run_timeout_s: float = Field(
         3600, gt=0, description="run timeout when the run's budget sets none"
     )
+    pause_sla_s: float = Field(
+        3600, gt=0, description="how long a paused run waits for a resume before its timeout"
+    )
     audit_contract_enabled: bool = Field(
         True, description="declare, ack and reconcile audit expectations (runtime audit contract)"
     )

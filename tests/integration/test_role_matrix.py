@@ -24,7 +24,7 @@ import runkernel
 from conftest import ECHO_PLAN, make_settings, make_tenant
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.permissions import ROLES, Permission, allows
-from runkernel.domain.records import Principal, Role
+from runkernel.domain.records import Claim, Principal, Role
 from runkernel.entrypoints.api import create_app
 from runkernel.entrypoints.governance_services import GovernanceServices
 from support.governance_api import add_lesson, add_stale_incident, bearer
@@ -63,6 +63,23 @@ class World:
 
     def queued_run(self) -> str:
         return self.kernel.runs.submit(self.admin, agent_id=self.agent_id, plan=ECHO_PLAN).run.id
+
+    def running_run(self) -> str:
+        """A run a worker (this test) holds, between two steps."""
+        run_id = self.queued_run()
+        with self.kernel.uow() as uow:
+            uow.runs.claim("matrix-worker", 100, self.kernel.clock.now_ms(), 60_000)
+            uow.commit()
+        return run_id
+
+    def paused_run(self) -> str:
+        """A run manually paused at its step boundary (any tenant key may resume it)."""
+        run_id = self.running_run()
+        with self.kernel.uow(read_only=True) as uow:
+            run = uow.runs.get_for_worker(run_id)
+        assert run is not None
+        self.kernel.pauses.pause_at_boundary(run, Claim.of(run, "matrix-worker"))
+        return run_id
 
     def incident(self) -> str:
         return add_stale_incident(self.kernel, self.admin.tenant_id, self.queued_run())
@@ -107,7 +124,15 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
         Endpoint("GET", "/api/v1/runs/{run_id}/trace", 200, _run),
     ],
     Permission.CANCEL_RUN: [
-        Endpoint("POST", "/api/v1/runs/{run_id}/cancel", 200, lambda w: {"run_id": w.queued_run()})
+        Endpoint("POST", "/api/v1/runs/{run_id}/cancel", 200, lambda w: {"run_id": w.queued_run()}),
+        Endpoint("POST", "/api/v1/runs/{run_id}/pause", 200, lambda w: {"run_id": w.running_run()}),
+        Endpoint(
+            "POST",
+            "/api/v1/runs/{run_id}/resume",
+            200,
+            lambda w: {"run_id": w.paused_run()},
+            body=lambda w: {"note": "go on"},
+        ),
     ],
     Permission.READ_AGENTS: [
         Endpoint("GET", "/api/v1/agents", 200),

@@ -41,11 +41,23 @@ def test_a_takeover_keeps_the_run_executing_and_names_the_new_attempt() -> None:
     )
 
 
+def test_a_resumed_pause_runs_again_without_a_new_attempt() -> None:
+    t = claim_transition(Phase.EXECUTING, RunStatus.PAUSED, worker_id="w3", attempt=1, at_ms=9)
+    assert (t.from_status, t.to_phase, t.to_status, t.reason) == (
+        RunStatus.PAUSED,
+        Phase.EXECUTING,
+        RunStatus.RUNNING,
+        "resumed; claimed by w3 (attempt 1)",
+    )
+    assert not ClaimKind.RESUME.counts_attempt
+
+
 def test_only_first_claims_and_takeovers_count_an_attempt() -> None:
     assert CLAIMED == (Phase.EXECUTING, RunStatus.RUNNING)
     assert claim_kind(Phase.AUTHORIZED, RunStatus.QUEUED) is ClaimKind.FIRST
     assert claim_kind(Phase.EXECUTING, RunStatus.RUNNING) is ClaimKind.TAKEOVER
-    assert all(kind.counts_attempt for kind in ClaimKind)
+    assert claim_kind(Phase.EXECUTING, RunStatus.PAUSED) is ClaimKind.RESUME
+    assert [k for k in ClaimKind if k.counts_attempt] == [ClaimKind.FIRST, ClaimKind.TAKEOVER]
     assert set(ATTEMPT_COUNTING_STATUSES) == {RunStatus.QUEUED, RunStatus.RUNNING}
 
 
@@ -55,7 +67,11 @@ def test_only_first_claims_and_takeovers_count_an_attempt() -> None:
         (p, s)
         for p, s in itertools.product(Phase, RunStatus)
         if (p, s)
-        not in {(Phase.AUTHORIZED, RunStatus.QUEUED), (Phase.EXECUTING, RunStatus.RUNNING)}
+        not in {
+            (Phase.AUTHORIZED, RunStatus.QUEUED),
+            (Phase.EXECUTING, RunStatus.RUNNING),
+            (Phase.EXECUTING, RunStatus.PAUSED),
+        }
     ],
     ids=str,
 )

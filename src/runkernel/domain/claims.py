@@ -6,8 +6,8 @@ recorded with, and whether it counts an attempt. The adapter stores what it deci
 
 ``attempt`` counts how often a run was (re)started: its first claim, and each takeover of
 a lease its worker let expire (a crash recovery). A claim that is neither — a paused run
-resumed and picked up again, once pauses exist — moves the fencing token (the claim
-epoch) but counts no attempt.
+resumed and picked up again — moves the fencing token (the claim epoch) but counts no
+attempt.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from runkernel.errors import IllegalTransitionError
 class ClaimKind(StrEnum):
     FIRST = "first"  # the run starts
     TAKEOVER = "takeover"  # its lease expired: the worker that held it died
+    RESUME = "resume"  # it was paused, and its resume was granted
 
     @property
     def counts_attempt(self) -> bool:
@@ -34,6 +35,7 @@ CLAIMED = (Phase.EXECUTING, RunStatus.RUNNING)
 CLAIMABLE: dict[tuple[Phase, RunStatus], ClaimKind] = {
     (Phase.AUTHORIZED, RunStatus.QUEUED): ClaimKind.FIRST,
     (Phase.EXECUTING, RunStatus.RUNNING): ClaimKind.TAKEOVER,
+    (Phase.EXECUTING, RunStatus.PAUSED): ClaimKind.RESUME,
 }
 
 # The statuses whose claims count an attempt (what the claiming UPDATE needs to know).
@@ -59,6 +61,8 @@ def claim_transition(
     kind = claim_kind(from_phase, from_status)
     if kind is ClaimKind.FIRST:
         reason = f"claimed by {worker_id} (attempt {attempt})"
+    elif kind is ClaimKind.RESUME:
+        reason = f"resumed; claimed by {worker_id} (attempt {attempt})"
     else:
         reason = f"lease expired; reclaimed by {worker_id} (attempt {attempt})"
     return transition(from_phase, from_status, *CLAIMED, at_ms=at_ms, reason=reason)

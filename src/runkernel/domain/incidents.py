@@ -161,6 +161,23 @@ def stale_incident(
     )
 
 
+def pause_escalated_incident(
+    run_id: str, tenant_id: str, reason: str, *, now_ms: int, new_id: NewId
+) -> Incident:
+    """A pause whose SLA ran out with nobody resuming it, and whose timeout escalates."""
+    return _new(
+        new_id,
+        now_ms,
+        tenant_id=tenant_id,
+        run_id=run_id,
+        category=Category.POLICY_VIOLATION,
+        severity=Severity.MEDIUM,
+        title=f"Run {run_id} is still paused ({reason}) past its SLA",
+        detail="its pause escalated: it waits one more, longer SLA, then terminates",
+        error_code="pause_escalated",
+    )
+
+
 def audit_missing_incident(
     run_id: str,
     tenant_id: str | None,

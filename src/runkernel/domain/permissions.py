@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
+from runkernel.domain.pauses import PauseResumeAuthority, Resumer
 from runkernel.domain.records import TENANT_KEY_ROLES, Principal, Role
 from runkernel.errors import PermissionDeniedError
 
@@ -67,6 +68,28 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.READ_AUDIT: _TENANT,
     Permission.MANAGE_KEYS: _ADMIN,
 }
+
+
+# What a key's role makes it over a pause (domain/pauses.py); the key that submitted the
+# run is its API_KEY_OWNER besides.
+_PAUSE_AUTHORITY = {
+    Role.ADMIN: PauseResumeAuthority.TENANT_ADMIN,
+    Role.USER: PauseResumeAuthority.TENANT_USER,
+    Role.OPERATOR: PauseResumeAuthority.OPERATOR,
+}
+
+
+def resumer(principal: Principal, key_owner: str | None) -> Resumer:
+    """The caller as the resumer of a pause of a run submitted by key ``key_owner``."""
+    held = {_PAUSE_AUTHORITY[principal.role]}
+    if key_owner is not None and principal.key_id == key_owner:
+        held.add(PauseResumeAuthority.API_KEY_OWNER)
+    return Resumer(actor(principal), frozenset(held))
+
+
+def actor(principal: Principal) -> str:
+    """How a caller is named in what it did to a run (a pause, a resume)."""
+    return f"{principal.role.value}:{principal.key_id}"
 
 
 def allows(role: Role, permission: Permission) -> bool:

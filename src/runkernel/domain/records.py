@@ -184,6 +184,18 @@ class Run:
     # The API key that submitted the run (its owner may later act on it); None for runs
     # stored before it was recorded.
     submitted_key_id: str | None = None
+    # A pause was asked for: the worker pauses the run at its next step boundary.
+    pause_requested: bool = False
+    # A paused run whose resume was granted, waiting for a worker since then.
+    resume_requested_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Requests:
+    """What was asked of a running run since its worker last looked."""
+
+    cancel: bool = False
+    pause: bool = False
 
 
 @dataclass(frozen=True, slots=True)

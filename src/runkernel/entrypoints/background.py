@@ -27,13 +27,16 @@ log = logging.getLogger(__name__)
 
 
 class ReconcilerRunner:
-    """Sweeps every ``interval_s``; a failing sweep is logged and retried next time."""
+    """Sweeps every ``interval_s``, and applies the timeouts of expired pauses (so
+    ``serve``, the worker holding the sweep lease and ``runkernel reconciler`` all do);
+    a failing sweep is logged and retried next time."""
 
     def __init__(self, kernel: Kernel, *, interval_s: float | None = None) -> None:
         self.kernel = kernel
         self.interval_s = interval_s or kernel.settings.reconcile_interval_s
         self.sweeps = 0
         self.reconciled = 0
+        self.pause_timeouts = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rk-reconcile", daemon=True)
 
@@ -51,6 +54,10 @@ class ReconcilerRunner:
                 self.reconciled += len(self.kernel.reconciler.sweep())
             except Exception:  # the database may be briefly away; the next sweep retries
                 log.exception("audit sweep failed")
+            try:
+                self.pause_timeouts += self.kernel.pauses.check_timeouts()
+            except Exception:  # as above: everything it needs stays in the database
+                log.exception("pause timeouts failed")
             self.sweeps += 1
             self._stopping.wait(self.interval_s)
 

@@ -34,12 +34,13 @@ from runkernel.domain.plans import (
     plan_from_dict,
     render,
 )
-from runkernel.domain.records import Claim, Run, RunBudget, StepRecord
+from runkernel.domain.records import Claim, Requests, Run, RunBudget, StepRecord
 from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
 from runkernel.domain.storable import SizeLimit, bounded, omitted, printable, too_large
 from runkernel.errors import LeaseLostError, StorageUnavailableError, TransactionFailed
 from runkernel.services.completion import Finish, RunCompletionTransaction
+from runkernel.services.pauses import PauseManager
 from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class RunExecutor:
         completion: RunCompletionTransaction,
         completion_retries: int = 3,
         default_step_cost_micros: int = 0,
+        pauses: PauseManager | None = None,
     ) -> None:
         self._uow = uow
         self._skills = skills
@@ -97,6 +99,7 @@ class RunExecutor:
         self._completion = completion
         self._completion_retries = completion_retries
         self._default_cost = default_step_cost_micros
+        self._pauses = pauses
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -140,14 +143,18 @@ class RunExecutor:
             return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(aborted))
         cost, usage = run.cost_micros, run.usage
         started_ms = run.started_at_ms or self._clock.now_ms()
-        cancel = run.cancel_requested
+        requests = Requests(cancel=run.cancel_requested, pause=run.pause_requested)
         for index in range(run.next_step, len(plan.steps)):
             if execution.lost:
                 return "lease_lost"
-            if cancel:
+            if requests.cancel:
                 return self._fail(
                     run, claim, RunStatus.CANCELLED, "cancelled", "cancelled on request"
                 )
+            if requests.pause and self._pauses is not None:
+                # Between two steps: the pause ends the lease, so the slot is free.
+                self._pauses.pause_at_boundary(run, claim)
+                return "paused"
             if execution.release_requested:
                 with self._uow() as uow:
                     uow.runs.release(claim, self._clock.now_ms())
@@ -168,7 +175,7 @@ class RunExecutor:
                 return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
             record = self._run_step(run, claim, index, step, (params, refused), execution)
             with self._uow() as uow:
-                cancel = uow.runs.record_step(
+                requests = uow.runs.record_step(
                     claim, record, now_ms=record.finished_at_ms, reserved_micros=reserved
                 )
                 uow.commit()

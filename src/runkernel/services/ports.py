@@ -16,6 +16,7 @@ from runkernel.domain.audit import (
 from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
+from runkernel.domain.pauses import Pause
 from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import (
     Agent,
@@ -23,6 +24,7 @@ from runkernel.domain.records import (
     Claim,
     OperatorKey,
     Principal,
+    Requests,
     Role,
     Run,
     StepRecord,
@@ -138,7 +140,7 @@ class RunRepository(Protocol):
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
-    ) -> bool: ...
+    ) -> Requests: ...
     def finish(
         self,
         claim: Claim,
@@ -150,6 +152,22 @@ class RunRepository(Protocol):
         risk_level: str = "NORMAL",
         observability_status: str = "OK",
     ) -> None: ...
+
+
+class PauseRepository(Protocol):
+    def add(self, pause: Pause, tenant_id: str) -> None: ...
+    def save(self, pause: Pause) -> None: ...
+    def for_run(self, run_id: str) -> list[Pause]: ...
+    def open_for(self, run_id: str) -> Pause | None: ...
+    def expired(self, now_ms: int, *, limit: int = 100) -> list[Pause]: ...
+    def request_pause(self, tenant_id: str, run_id: str, now_ms: int, *, by: str) -> bool: ...
+    def requested_by(self, run_id: str) -> str | None: ...
+    def pause(self, claim: Claim, transition: Transition) -> None:
+        """Fenced: raises ``LeaseLostError`` unless the claim still holds the run."""
+        ...
+
+    def request_resume(self, run_id: str, now_ms: int) -> bool: ...
+    def terminate(self, run_id: str, t: Transition, *, error_code: str) -> bool: ...
 
 
 class UnitOfWork(Protocol):
@@ -175,6 +193,8 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def pauses(self) -> PauseRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

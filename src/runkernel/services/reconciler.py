@@ -24,7 +24,7 @@ import time
 from typing import Protocol
 
 from runkernel.domain import events, incidents
-from runkernel.domain.audit import ReconciliationResult, reconcile
+from runkernel.domain.audit import FINALIZE_RUN, ReconciliationResult, reconcile
 from runkernel.domain.events import new_event
 from runkernel.domain.ids import new_id
 from runkernel.domain.incidents import (
@@ -34,6 +34,7 @@ from runkernel.domain.incidents import (
     audit_missing_incident,
     stale_incident,
 )
+from runkernel.domain.pauses import moved_deadline
 from runkernel.services.incidents import resolved_event
 from runkernel.services.ports import AuditStore, Clock, UnitOfWork, UnitOfWorkFactory, WakeupSignal
 
@@ -74,9 +75,12 @@ class AuditReconciler:
     def sweep(self, *, limit: int = 100) -> list[ReconciliationResult]:
         """Reconcile the runs past their deadline; returns the results this sweep stored."""
         done: list[ReconciliationResult] = []
-        for run_id in self._store.get_pending_run_ids(self._clock.now_ms(), limit=limit):
+        now = self._clock.now_ms()
+        for run_id in self._store.get_pending_run_ids(now, limit=limit):
             started = time.perf_counter()
             try:
+                if self._live_through_pauses(run_id, now):
+                    continue
                 result = self._settle(run_id)
             except Exception:  # one broken run must not stop the sweep of the others
                 log.exception("reconciling run %s failed; the next sweep retries it", run_id)
@@ -87,6 +91,19 @@ class AuditReconciler:
         if done and self._relay_wakeup is not None:
             self._relay_wakeup.notify()
         return done
+
+    def _live_through_pauses(self, run_id: str, now: int) -> bool:
+        """Whether the run's liveness deadline, moved by its time paused, is still ahead."""
+        with self._uow(read_only=True) as uow:
+            pauses = uow.pauses.for_run(run_id)
+        if not pauses:
+            return False
+        deadlines = [
+            e.deadline_ms
+            for e in self._store.expectations(run_id)
+            if e.key() == FINALIZE_RUN and e.deadline_ms is not None
+        ]
+        return bool(deadlines) and now <= moved_deadline(min(deadlines), pauses, now)
 
     def _settle(self, run_id: str) -> ReconciliationResult | None:
         now = self._clock.now_ms()

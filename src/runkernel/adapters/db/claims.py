@@ -6,14 +6,16 @@ log written by a data-modifying CTE in the same round trip. SQLite: the claimabl
 read, then claimed by ``UPDATE … RETURNING``, inside the IMMEDIATE transaction the unit of
 work opened (the whole database is the lock), then the claim log is written.
 
-A run is claimable when it is queued and authorized and its tenant is active, or running
-with an expired lease (its worker died). Each claim bumps ``claim_epoch``, the fencing
-token every later write is conditioned on, and is logged in ``run_claims`` (one row per
-(run, epoch)). What the claim does to the run — its state, its transition and reason,
-whether it counts an attempt — is decided by ``domain.claims``; the state each run was
-found in comes back with it, and the transitions the domain builds from it are inserted
-in the same transaction (one more statement). A takeover releases the budget reservation
-the dead worker held for its step in flight (DESIGN invariant 7), in the same transaction.
+A run is claimable when it is queued and authorized and its tenant is active, running
+with an expired lease (its worker died), or paused with its resume granted (and its
+tenant active: a suspended tenant's paused runs stay paused). Each claim bumps
+``claim_epoch``, the fencing token every later write is conditioned on, and is logged in
+``run_claims`` (one row per (run, epoch)). What the claim does to the run — its state,
+its transition and reason, whether it counts an attempt — is decided by
+``domain.claims``; the state each run was found in comes back with it, and the
+transitions the domain builds from it are inserted in the same transaction (one more
+statement). A takeover releases the budget reservation the dead worker held for its step
+in flight (DESIGN invariant 7), in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from runkernel.domain.runs import Phase, RunStatus
 # A run of a tenant that is not active (suspended) is never started: it stays queued
 # until the tenant is active again. A takeover still happens: that run has started, and
 # what stops it is the check before its next step, not a lease left to lapse forever.
-_CLAIMABLE = """
-    (status = 'queued' AND phase = 'AUTHORIZED' AND EXISTS (
-        SELECT 1 FROM tenants WHERE tenants.id = runs.tenant_id AND tenants.status = 'active'
-    ))
+_TENANT_ACTIVE = """EXISTS (
+    SELECT 1 FROM tenants WHERE tenants.id = runs.tenant_id AND tenants.status = 'active'
+)"""
+_CLAIMABLE = f"""
+    (status = 'queued' AND phase = 'AUTHORIZED' AND {_TENANT_ACTIVE})
     OR (status = 'running' AND phase = 'EXECUTING' AND lease_expires_at_ms < :now)
+    OR (status = 'paused' AND phase = 'EXECUTING' AND resume_requested_at_ms IS NOT NULL
+        AND {_TENANT_ACTIVE})
 """
 
 # Named, not ``*``: a column added by a migration sits at the end of the stored table but
@@ -50,6 +55,7 @@ _SET = f"""
     attempt = attempt + CASE WHEN runs.status IN ({_COUNTING}) THEN 1 ELSE 0 END,
     claim_epoch = claim_epoch + 1,
     reserved_micros = 0,
+    resume_requested_at_ms = NULL,
     lease_owner = :worker,
     lease_expires_at_ms = :expires,
     started_at_ms = COALESCE(started_at_ms, :now),

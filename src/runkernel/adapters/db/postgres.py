@@ -50,7 +50,7 @@ RECORD_STEP = text(
             reserved_micros = 0,
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cancel_requested
+        RETURNING id, agent_id, cancel_requested, pause_requested
     ), settled AS (
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve_delta
         FROM advanced
@@ -65,7 +65,7 @@ RECORD_STEP = text(
             :finished_at_ms
         FROM advanced
     )
-    SELECT cancel_requested FROM advanced
+    SELECT cancel_requested, pause_requested FROM advanced
     """
 ).bindparams(bindparam("input", type_=JSONB), bindparam("output", type_=JSONB))
 

@@ -18,7 +18,7 @@ from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
 from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
-from runkernel.domain.records import Claim, Run, StepRecord
+from runkernel.domain.records import Claim, Requests, Run, StepRecord
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
 
@@ -42,7 +42,7 @@ _RECORD_STEP = (
         reserved_micros=0,
         updated_at_ms=bindparam("p_now"),
     )
-    .returning(runs.c.cancel_requested, runs.c.agent_id)
+    .returning(runs.c.cancel_requested, runs.c.pause_requested, runs.c.agent_id)
 )
 _RESERVE_RUN = (
     update(runs)
@@ -278,13 +278,13 @@ class SqlRunRepository:
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
-    ) -> bool:
+    ) -> Requests:
         """Store a finished step and advance the run past it, or raise ``LeaseLostError``;
         the step's reservation (``reserved_micros``, what :meth:`reserve` held for it)
         settles to its cost in the same statement(s).
 
-        Returns whether a cancel was requested meanwhile, so the worker learns of it
-        without another query."""
+        Returns whether a cancel or a pause was requested meanwhile, so the worker learns
+        of it without another query."""
         params = {
             "p_next_step": step.step_index + 1,
             "p_input_tokens": step.usage.input_tokens,
@@ -294,16 +294,17 @@ class SqlRunRepository:
         }
         delta = step.cost_micros - reserved_micros
         if self._dialect == "postgresql":
-            return self._fenced(
+            row = self._fenced_row(
                 postgres.RECORD_STEP, claim, **params, p_reserve_delta=delta, **_step_values(step)
             )
-        row = self._conn.execute(_RECORD_STEP, {**_fence(claim), **params}).first()
-        if row is None:
-            raise _lost(claim)
-        if delta:
-            self._conn.execute(_SETTLE_STEP, {"p_agent_id": row.agent_id, "p_reserve_delta": delta})
-        self._conn.execute(_INSERT_STEP, _step_values(step))
-        return bool(row.cancel_requested)
+        else:
+            row = self._fenced_row(_RECORD_STEP, claim, **params)
+            if delta:
+                self._conn.execute(
+                    _SETTLE_STEP, {"p_agent_id": row.agent_id, "p_reserve_delta": delta}
+                )
+            self._conn.execute(_INSERT_STEP, _step_values(step))
+        return Requests(cancel=bool(row.cancel_requested), pause=bool(row.pause_requested))
 
     def finish(
         self,
@@ -348,10 +349,13 @@ class SqlRunRepository:
         )
 
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:
+        return bool(self._fenced_row(statement, claim, **params).cancel_requested)
+
+    def _fenced_row(self, statement: Any, claim: Claim, **params: Any) -> Row[Any]:
         row = self._conn.execute(statement, {**_fence(claim), **params}).first()
         if row is None:
             raise _lost(claim)
-        return bool(row.cancel_requested)
+        return row
 
     def _with_details(self, row: Row[Any]) -> Run:
         base = run_from_row(row)

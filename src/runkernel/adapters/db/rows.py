@@ -54,6 +54,8 @@ def run_from_row(row: Row[Any]) -> Run:
         request_fingerprint=m["request_fingerprint"],
         claim_epoch=m["claim_epoch"],
         submitted_key_id=m["submitted_key_id"],
+        pause_requested=bool(m["pause_requested"]),
+        resume_requested_at_ms=m["resume_requested_at_ms"],
     )
 
 

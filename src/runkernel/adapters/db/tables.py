@@ -107,6 +107,11 @@ runs = Table(
     Column("observability_status", String(20), nullable=False, server_default="OK"),
     Column("risk_level", String(20), nullable=False, server_default="NORMAL"),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    # Asks the worker to pause the run at its next step boundary (see run_pauses).
+    Column("pause_requested", Boolean, nullable=False, server_default=text("false")),
+    # Set when a paused run's resume is granted: it waits for a worker to claim it.
+    Column("resume_requested_at_ms", BigInteger),
+    Column("pause_requested_by", String(200)),  # who asked for the pause (the actor)
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("started_at_ms", BigInteger),
@@ -170,6 +175,32 @@ run_claims = Table(
     Column("attempt", Integer, nullable=False),
     Column("worker_id", String(100), nullable=False),
     Column("claimed_at_ms", BigInteger, nullable=False),
+)
+
+# One row per pause of a run, open while ``ended_at_ms`` is null (domain/pauses.py).
+run_pauses = Table(
+    "run_pauses",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("violations", Json, nullable=False),
+    Column("paused_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("authorities", Json, nullable=False),
+    Column("on_timeout", String(16), nullable=False),
+    Column("paused_by", String(200), nullable=False),
+    Column("key_owner", String(64)),
+    Column("escalations", Integer, nullable=False, server_default="0"),
+    Column("resume_attempts", Integer, nullable=False, server_default="0"),
+    Column("last_actor", String(200)),
+    Column("refusals", Json, nullable=False),
+    Column("ended_at_ms", BigInteger),
+    Column("ended_by", String(200)),
+    Column("outcome", String(16)),
+    Index("ix_run_pauses_open_expiry", "ended_at_ms", "expires_at_ms"),
 )
 
 # -- governance (DESIGN invariants 1-5) ---------------------------------------------------

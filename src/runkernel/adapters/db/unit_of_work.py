@@ -19,6 +19,7 @@ from runkernel.adapters.db.leases import SqlLeaseRepository
 from runkernel.adapters.db.lessons import SqlLessonRepository
 from runkernel.adapters.db.operators import SqlOperatorKeyRepository
 from runkernel.adapters.db.outbox import SqlOutboxRepository
+from runkernel.adapters.db.pauses import SqlPauseRepository
 from runkernel.adapters.db.policies import SqlPolicyRepository
 from runkernel.adapters.db.repositories import SqlRunRepository
 from runkernel.adapters.db.tenancy import SqlAgentRepository, SqlTenantRepository
@@ -59,6 +60,7 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(conn)
         self.outbox = SqlOutboxRepository(conn, self._db.dialect)
         self.leases = SqlLeaseRepository(conn)
+        self.pauses = SqlPauseRepository(conn)
         return self
 
     def commit(self) -> None:

@@ -13,6 +13,7 @@ from runkernel.entrypoints.api.ids import cursor_query, require_id
 from runkernel.entrypoints.api.schemas import (
     ERROR_RESPONSES,
     ID_PATTERN,
+    ResumeIn,
     RunAccepted,
     RunCreate,
     RunDetail,
@@ -102,3 +103,29 @@ def get_run(run_id: str, principal: PrincipalDep, kernel: KernelDep) -> RunDetai
 def cancel_run(run_id: str, principal: PrincipalDep, kernel: KernelDep) -> RunDetail:
     """Cancel a queued run at once; a running one stops at its next step boundary."""
     return views.detail(kernel.runs.cancel(principal, require_id(run_id, "run")))
+
+
+@router.post(
+    "/{run_id}/pause",
+    responses={409: error_doc("the run is not running (queued, paused or final)")},
+)
+def pause_run(run_id: str, principal: PrincipalDep, kernel: KernelDep) -> RunDetail:
+    """Pause a running run at its next step boundary (a MANUAL_PAUSE): its worker and
+    lease are released; an admin, a user key or the key that submitted it may resume it."""
+    return views.detail(kernel.pauses.pause_run(principal, require_id(run_id, "run")))
+
+
+@router.post(
+    "/{run_id}/resume",
+    responses={
+        403: error_doc("the pause may not be resumed by this key (its reason says who may)"),
+        409: error_doc("the run is not paused, or its pause expired"),
+    },
+)
+def resume_run(
+    run_id: str, principal: PrincipalDep, kernel: KernelDep, body: ResumeIn | None = None
+) -> RunDetail:
+    """Resume a paused run: it continues after its last completed step on any worker,
+    without a new attempt. A refusal is recorded on the pause with its reason."""
+    note = None if body is None else body.note
+    return views.detail(kernel.pauses.try_resume(principal, require_id(run_id, "run"), note))

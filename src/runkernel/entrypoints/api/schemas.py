@@ -217,6 +217,17 @@ class RunSummary(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    waiting_for_worker: bool = Field(
+        description="paused, its resume granted: waiting for any worker to continue it"
+    )
+    resume_requested_at: str | None = Field(description="when its resume was granted")
+
+
+class ResumeIn(Body):
+    # NUL is refused: the note goes into the run.resumed event, and JSONB holds no NUL.
+    note: str | None = Field(
+        None, max_length=2000, pattern=TEXT, description="why, kept with the resume"
+    )
 
 
 class RunList(BaseModel):
@@ -239,6 +250,7 @@ class RunDetail(RunSummary):
         description="id of the API key that submitted the run (as `GET /api/v1/keys` lists it)"
     )
     cancel_requested: bool
+    pause_requested: bool = Field(description="the worker pauses it at its next step boundary")
     observability_status: str = Field(json_schema_extra={"enum": list(OBSERVABILITY_STATUSES)})
     risk_level: RiskLevel
     updated_at: str

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from runkernel.domain.money import micros_to_usd
 from runkernel.domain.records import Agent, Run, StepRecord
 from runkernel.domain.risk import RiskLevel
-from runkernel.domain.runs import Transition
+from runkernel.domain.runs import RunStatus, Transition
 from runkernel.domain.skills import Usage
 from runkernel.entrypoints.api import schemas
 
@@ -59,6 +59,10 @@ def summary(run: Run) -> schemas.RunSummary:
         created_at=iso(run.created_at_ms),
         started_at=iso_or_none(run.started_at_ms),
         finished_at=iso_or_none(run.finished_at_ms),
+        waiting_for_worker=(
+            run.status is RunStatus.PAUSED and run.resume_requested_at_ms is not None
+        ),
+        resume_requested_at=iso_or_none(run.resume_requested_at_ms),
     )
 
 
@@ -81,6 +85,7 @@ def detail(run: Run) -> schemas.RunDetail:
         idempotency_key=run.idempotency_key,
         submitted_by_key_id=run.submitted_key_id,
         cancel_requested=run.cancel_requested,
+        pause_requested=run.pause_requested,
         observability_status=run.observability_status,
         risk_level=RiskLevel(run.risk_level),
         updated_at=iso(run.updated_at_ms),
