@@ -16,6 +16,10 @@ An ``operator`` key belongs to no tenant: it is for the people who run runkernel
 only through operator routes that name the tenant they act on. Every permission below acts
 inside the caller's own tenant, so an operator has none of them; it gets a permission here
 when a route that takes a tenant needs one.
+
+A suspended tenant's keys keep what lets the tenant see what happened and stop its own
+work: every read, and cancelling a run (which starts nothing). Everything else, submitting
+first, is refused with ``tenant_suspended`` until an operator reactivates the tenant.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from runkernel.domain.records import TENANT_KEY_ROLES, Principal, Role
+from runkernel.domain.records import TENANT_KEY_ROLES, Principal, Role, TenantStatus
 from runkernel.errors import PermissionDeniedError
 
 
@@ -68,13 +72,26 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.MANAGE_KEYS: _ADMIN,
 }
 
+KEPT_WHEN_SUSPENDED = frozenset(
+    {
+        Permission.READ_RUNS,
+        Permission.CANCEL_RUN,
+        Permission.READ_AGENTS,
+        Permission.READ_POLICIES,
+        Permission.READ_INCIDENTS,
+        Permission.READ_LESSONS,
+        Permission.READ_AUDIT,
+    }
+)
+
 
 def allows(role: Role, permission: Permission) -> bool:
     return role in ROLES[permission]
 
 
 def require(principal: Principal, permission: Permission) -> None:
-    """Raise ``PermissionDeniedError`` (403) unless the caller's role has ``permission``."""
+    """Raise ``PermissionDeniedError`` (403) unless the caller's role has ``permission``
+    (and, for a key of a suspended tenant, the permission is one the tenant keeps)."""
     if not allows(principal.role, permission):
         needed = " or ".join(sorted(r.value for r in ROLES[permission]))
         why = f"this key's role is {principal.role.value}"
@@ -82,4 +99,13 @@ def require(principal: Principal, permission: Permission) -> None:
             why += ", which belongs to no tenant and cannot act inside one"
         raise PermissionDeniedError(
             f"{permission.value.replace('_', ' ')} needs a key of role {needed}; {why}"
+        )
+    if principal.tenant_status is not TenantStatus.ACTIVE and permission not in (
+        KEPT_WHEN_SUSPENDED
+    ):
+        raise PermissionDeniedError(
+            f"the tenant is {principal.tenant_status.value}: {permission.value.replace('_', ' ')} "
+            "is refused until an operator reactivates it (its runs, incidents and audit "
+            "can still be read)",
+            code="tenant_suspended",
         )

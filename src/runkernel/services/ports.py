@@ -71,7 +71,9 @@ class TenantRepository(Protocol):
     def add_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
     ) -> None: ...
-    def principal_for(self, key_hash: str) -> tuple[Principal, str] | None: ...
+    def principal_for(self, key_hash: str) -> Principal | None:
+        """The principal of an unrevoked tenant key, carrying its tenant's status."""
+
     def lock(self, tenant_id: str) -> None:
         """Hold the tenant's row until the transaction ends (serializes key changes)."""
 

@@ -14,13 +14,20 @@ from dataclasses import dataclass, replace
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
 from runkernel.domain.permissions import Permission, require
-from runkernel.domain.records import TENANT_KEY_ROLES, Agent, ApiKey, Principal, Role, Tenant
+from runkernel.domain.records import (
+    TENANT_KEY_ROLES,
+    Agent,
+    ApiKey,
+    Principal,
+    Role,
+    Tenant,
+    TenantStatus,
+)
 from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
 from runkernel.services.ports import Clock, TenantRepository, UnitOfWorkFactory
@@ -74,7 +81,7 @@ class Tenancy:
         """Create a tenant and its first (admin) API key."""
         name = _name(name, "tenant")
         now = self._clock.now_ms()
-        tenant = Tenant(new_id("ten"), name, "active", now)
+        tenant = Tenant(new_id("ten"), name, TenantStatus.ACTIVE, now)
         with self._uow() as uow:
             if uow.tenants.get_by_name(name) is not None:
                 raise ConflictError(f"a tenant named {name!r} already exists")
@@ -176,8 +183,11 @@ class Tenancy:
         return NewKey(key, api_key)
 
     def authenticate(self, api_key: str | None) -> Principal:
-        """The principal of a live key: a tenant's key (its tenant must be active) or an
-        operator's, of no tenant."""
+        """The principal of a live key: a tenant's key or an operator's, of no tenant.
+
+        A suspended tenant's key still authenticates, carrying the tenant's status:
+        ``require`` then keeps it to reads and cancel, so the tenant can see what
+        happened to its runs while it cannot start new ones."""
         if not api_key:
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
         with self._uow(read_only=True) as uow:
@@ -186,12 +196,9 @@ class Tenancy:
                 if operator is None:
                     raise AuthenticationError("unknown or revoked API key")
                 return operator
-            found = uow.tenants.principal_for(hash_key(api_key))
-        if found is None:
+            principal = uow.tenants.principal_for(hash_key(api_key))
+        if principal is None:
             raise AuthenticationError("unknown or revoked API key")
-        principal, tenant_status = found
-        if tenant_status != "active":
-            raise PermissionDeniedError(f"tenant is {tenant_status}", code="tenant_inactive")
         return principal
 
     def create_agent(self, principal: Principal, name: str, budget_usd: float | str) -> Agent:
