@@ -15,7 +15,8 @@ anybody, so a user key may do both.
 An ``operator`` key belongs to no tenant: it is for the people who run runkernel and acts
 only through operator routes that name the tenant they act on. Every permission below acts
 inside the caller's own tenant, so an operator has none of them; it gets a permission here
-when a route that takes a tenant needs one.
+when a route that takes a tenant needs one: reading a tenant and suspending or
+reactivating it are an operator's alone.
 
 A suspended tenant's keys keep what lets the tenant see what happened and stop its own
 work: every read, and cancelling a run (which starts nothing). Everything else, submitting
@@ -48,10 +49,13 @@ class Permission(StrEnum):
     CONVERT_LESSON = "convert_lesson"  # adopts its proposal as a policy rule
     READ_AUDIT = "read_audit"  # a run's audit and the tenant's stored reconciliations
     MANAGE_KEYS = "manage_keys"  # list, create, revoke, rotate
+    READ_TENANTS = "read_tenants"  # any tenant's status
+    SUSPEND_TENANT = "suspend_tenant"  # suspend and reactivate any tenant
 
 
 _TENANT = TENANT_KEY_ROLES  # every key of the tenant, never an operator's
 _ADMIN = frozenset({Role.ADMIN})
+_OPERATOR = frozenset({Role.OPERATOR})
 
 ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.SUBMIT_RUN: _TENANT,
@@ -70,6 +74,8 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.CONVERT_LESSON: _ADMIN,
     Permission.READ_AUDIT: _TENANT,
     Permission.MANAGE_KEYS: _ADMIN,
+    Permission.READ_TENANTS: _OPERATOR,
+    Permission.SUSPEND_TENANT: _OPERATOR,
 }
 
 KEPT_WHEN_SUSPENDED = frozenset(

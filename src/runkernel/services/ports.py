@@ -27,6 +27,7 @@ from runkernel.domain.records import (
     Run,
     StepRecord,
     Tenant,
+    TenantStatus,
 )
 from runkernel.domain.runs import Transition
 from runkernel.domain.skills import SkillContext, SkillResult
@@ -70,6 +71,9 @@ class TenantRepository(Protocol):
     def get_by_name(self, name: str) -> Tenant | None: ...
     def add_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
+    ) -> None: ...
+    def set_status(
+        self, tenant_id: str, status: TenantStatus, *, actor: str, now_ms: int
     ) -> None: ...
     def principal_for(self, key_hash: str) -> Principal | None:
         """The principal of an unrevoked tenant key, carrying its tenant's status."""

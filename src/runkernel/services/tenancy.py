@@ -8,6 +8,7 @@ revoked key is refused by the very next request."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass, replace
 
@@ -31,6 +32,8 @@ from runkernel.errors import (
     ValidationError,
 )
 from runkernel.services.ports import Clock, TenantRepository, UnitOfWorkFactory
+
+_log = logging.getLogger(__name__)
 
 KEY_PREFIX = "rk_"
 # Operator keys (services/operators.py) start differently, so that authentication knows
@@ -89,6 +92,47 @@ class Tenancy:
             made = self._add_key(uow.tenants, tenant.id, Role.ADMIN, now)
             uow.commit()
         return NewTenant(tenant, made.api_key)
+
+    # -- a tenant's status (operators) ------------------------------------------------------
+    def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
+        require(principal, Permission.READ_TENANTS)
+        with self._uow(read_only=True) as uow:
+            tenant = uow.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+        return tenant
+
+    def set_status(self, principal: Principal, tenant_id: str, status: TenantStatus) -> Tenant:
+        """Suspend or reactivate a tenant; the one place either happens (API and CLI).
+
+        Idempotent: a tenant already in ``status`` is answered as it is, and keeps the
+        time and actor of the change that put it there. The change is recorded on the
+        tenant (when, by whom) and logged. It binds at once where status is read:
+        authentication (the keys keep only reads and cancel), the claim (no queued run of
+        a suspended tenant starts; they start after reactivation) and the mid-run check
+        (a running run terminates at its next check)."""
+        require(principal, Permission.SUSPEND_TENANT)
+        now = self._clock.now_ms()
+        with self._uow() as uow:
+            uow.tenants.lock(tenant_id)
+            tenant = uow.tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFoundError(f"no tenant {tenant_id!r}")
+            if tenant.status is status:
+                return tenant
+            uow.tenants.set_status(tenant_id, status, actor=principal.key_id, now_ms=now)
+            uow.commit()
+        _log.warning(
+            "tenant %s (%s) %s -> %s by %s",
+            tenant_id,
+            tenant.name,
+            tenant.status.value,
+            status.value,
+            principal.key_id,
+        )
+        return replace(
+            tenant, status=status, status_changed_at_ms=now, status_changed_by=principal.key_id
+        )
 
     def create_api_key(self, tenant_id: str, role: Role) -> str:
         """Operators: another key of any tenant; its secret."""

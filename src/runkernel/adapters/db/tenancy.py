@@ -39,6 +39,13 @@ class SqlTenantRepository:
         row = self._conn.execute(select(tenants).where(tenants.c.name == name)).first()
         return _tenant(row) if row else None
 
+    def set_status(self, tenant_id: str, status: TenantStatus, *, actor: str, now_ms: int) -> None:
+        self._conn.execute(
+            update(tenants)
+            .where(tenants.c.id == tenant_id)
+            .values(status=status.value, status_changed_at_ms=now_ms, status_changed_by=actor)
+        )
+
     def add_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
     ) -> None:
