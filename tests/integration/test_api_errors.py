@@ -163,7 +163,9 @@ def test_missing_or_bad_keys_are_401(client: TestClient, headers: dict[str, str]
         assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_a_suspended_tenant_is_403(kernel: Kernel, client: TestClient) -> None:
+def test_a_suspended_tenant_reads_but_is_refused_the_rest(
+    kernel: Kernel, client: TestClient
+) -> None:
     suspended = make_tenant(kernel)
     with kernel.db.engine.begin() as conn:
         from sqlalchemy import text
@@ -172,7 +174,13 @@ def test_a_suspended_tenant_is_403(kernel: Kernel, client: TestClient) -> None:
             text("UPDATE tenants SET status = 'suspended' WHERE id = :id"),
             {"id": suspended.principal.tenant_id},
         )
-    assert_error(client.get("/api/v1/runs", headers=auth(suspended)), 403, "tenant_inactive")
+    assert client.get("/api/v1/runs", headers=auth(suspended)).status_code == 200
+    submitted = client.post(
+        "/api/v1/runs",
+        headers=auth(suspended),
+        json={"agent_id": suspended.agent.id, "plan": ECHO_PLAN},
+    )
+    assert_error(submitted, 403, "tenant_suspended")
 
 
 @pytest.mark.parametrize(

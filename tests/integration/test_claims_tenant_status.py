@@ -1,6 +1,7 @@
 """A claim never starts a run of a suspended tenant: its queued runs stay queued, other
 tenants' runs are claimed and run as ever, and reactivating the tenant lets its runs run.
-(There is no API to suspend a tenant yet; the test sets the status the way one would.)"""
+The status is set in SQL here, so that the claim is tested apart from the operator's
+suspend (tests/integration/test_tenant_suspension.py)."""
 
 from __future__ import annotations
 

@@ -46,6 +46,8 @@ STATED: dict[str, set[str]] = {
     "convert_lesson": {"admin"},
     "read_audit": {"admin", "user"},
     "manage_keys": {"admin"},
+    "read_tenants": {"operator"},
+    "suspend_tenant": {"operator"},
 }
 
 
@@ -96,6 +98,11 @@ class World:
 
     def key(self) -> str:
         return self.kernel.tenancy.create_key(self.admin, Role.USER).key.id
+
+    def other_tenant(self) -> dict[str, str]:
+        """A tenant of its own to suspend, so that the world's tenant stays active."""
+        made = self.kernel.tenancy.create_tenant(f"t-{secrets.token_hex(4)}")
+        return {"tenant_id": made.tenant.id}
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,15 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
         Endpoint("POST", "/api/v1/keys/{key_id}/revoke", 200, lambda w: {"key_id": w.key()}),
         Endpoint("POST", "/api/v1/keys/{key_id}/rotate", 201, lambda w: {"key_id": w.key()}),
     ],
+    Permission.READ_TENANTS: [
+        Endpoint(
+            "GET", "/api/v1/tenants/{tenant_id}", 200, lambda w: {"tenant_id": w.admin.tenant_id}
+        )
+    ],
+    Permission.SUSPEND_TENANT: [
+        Endpoint("POST", "/api/v1/tenants/{tenant_id}/suspend", 200, World.other_tenant),
+        Endpoint("POST", "/api/v1/tenants/{tenant_id}/reactivate", 200, World.other_tenant),
+    ],
 }
 
 
@@ -310,6 +326,8 @@ README_ROWS = {
     "convert a lesson into a policy rule": "convert_lesson",
     "read a run's audit and the stored reconciliations": "read_audit",
     "list, create, revoke and rotate the tenant's keys": "manage_keys",
+    "read a tenant's status": "read_tenants",
+    "suspend or reactivate a tenant": "suspend_tenant",
 }
 
 

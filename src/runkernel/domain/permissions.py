@@ -15,7 +15,12 @@ anybody, so a user key may do both.
 An ``operator`` key belongs to no tenant: it is for the people who run runkernel and acts
 only through operator routes that name the tenant they act on. Every permission below acts
 inside the caller's own tenant, so an operator has none of them; it gets a permission here
-when a route that takes a tenant needs one.
+when a route that takes a tenant needs one: reading a tenant and suspending or
+reactivating it are an operator's alone.
+
+A suspended tenant's keys keep what lets the tenant see what happened and stop its own
+work: every read, and cancelling a run (which starts nothing). Everything else, submitting
+first, is refused with ``tenant_suspended`` until an operator reactivates the tenant.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from runkernel.domain.pauses import PauseResumeAuthority, Resumer
-from runkernel.domain.records import TENANT_KEY_ROLES, Principal, Role
+from runkernel.domain.records import TENANT_KEY_ROLES, Principal, Role, TenantStatus
 from runkernel.errors import PermissionDeniedError
 
 
@@ -45,10 +50,13 @@ class Permission(StrEnum):
     CONVERT_LESSON = "convert_lesson"  # adopts its proposal as a policy rule
     READ_AUDIT = "read_audit"  # a run's audit and the tenant's stored reconciliations
     MANAGE_KEYS = "manage_keys"  # list, create, revoke, rotate
+    READ_TENANTS = "read_tenants"  # any tenant's status
+    SUSPEND_TENANT = "suspend_tenant"  # suspend and reactivate any tenant
 
 
 _TENANT = TENANT_KEY_ROLES  # every key of the tenant, never an operator's
 _ADMIN = frozenset({Role.ADMIN})
+_OPERATOR = frozenset({Role.OPERATOR})
 
 ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.SUBMIT_RUN: _TENANT,
@@ -67,7 +75,21 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.CONVERT_LESSON: _ADMIN,
     Permission.READ_AUDIT: _TENANT,
     Permission.MANAGE_KEYS: _ADMIN,
+    Permission.READ_TENANTS: _OPERATOR,
+    Permission.SUSPEND_TENANT: _OPERATOR,
 }
+
+KEPT_WHEN_SUSPENDED = frozenset(
+    {
+        Permission.READ_RUNS,
+        Permission.CANCEL_RUN,
+        Permission.READ_AGENTS,
+        Permission.READ_POLICIES,
+        Permission.READ_INCIDENTS,
+        Permission.READ_LESSONS,
+        Permission.READ_AUDIT,
+    }
+)
 
 
 # What a key's role makes it over a pause (domain/pauses.py); the key that submitted the
@@ -97,7 +119,8 @@ def allows(role: Role, permission: Permission) -> bool:
 
 
 def require(principal: Principal, permission: Permission) -> None:
-    """Raise ``PermissionDeniedError`` (403) unless the caller's role has ``permission``."""
+    """Raise ``PermissionDeniedError`` (403) unless the caller's role has ``permission``
+    (and, for a key of a suspended tenant, the permission is one the tenant keeps)."""
     if not allows(principal.role, permission):
         needed = " or ".join(sorted(r.value for r in ROLES[permission]))
         why = f"this key's role is {principal.role.value}"
@@ -105,4 +128,13 @@ def require(principal: Principal, permission: Permission) -> None:
             why += ", which belongs to no tenant and cannot act inside one"
         raise PermissionDeniedError(
             f"{permission.value.replace('_', ' ')} needs a key of role {needed}; {why}"
+        )
+    if principal.tenant_status is not TenantStatus.ACTIVE and permission not in (
+        KEPT_WHEN_SUSPENDED
+    ):
+        raise PermissionDeniedError(
+            f"the tenant is {principal.tenant_status.value}: {permission.value.replace('_', ' ')} "
+            "is refused until an operator reactivates it (its runs, incidents and audit "
+            "can still be read)",
+            code="tenant_suspended",
         )

@@ -22,6 +22,14 @@ class Role(StrEnum):
 TENANT_KEY_ROLES = frozenset({Role.ADMIN, Role.USER})  # the roles a tenant's key may have
 
 
+class TenantStatus(StrEnum):
+    """While a tenant is suspended its keys still read (``domain/permissions.py`` says
+    what), no new run of it is accepted, and no worker claims its queued runs."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the key, its role, and the tenant the key belongs to (``None`` for
@@ -35,6 +43,8 @@ class Principal:
     home_tenant_id: str | None
     key_id: str
     role: Role
+    # Read at authentication; the role table decides what a suspended tenant's key keeps.
+    tenant_status: TenantStatus = TenantStatus.ACTIVE
 
     @classmethod
     def operator(cls, key_id: str) -> Principal:
@@ -84,8 +94,12 @@ class OperatorKey:
 class Tenant:
     id: str
     name: str
-    status: str
+    status: TenantStatus
     created_at_ms: int
+    # The last suspension or reactivation: when, and by whom (an operator key's id, or
+    # "cli" for `runkernel tenants suspend|reactivate`). None while it never changed.
+    status_changed_at_ms: int | None = None
+    status_changed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

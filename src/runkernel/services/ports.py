@@ -29,6 +29,7 @@ from runkernel.domain.records import (
     Run,
     StepRecord,
     Tenant,
+    TenantStatus,
 )
 from runkernel.domain.runs import Transition
 from runkernel.domain.skills import SkillContext, SkillResult
@@ -77,7 +78,12 @@ class TenantRepository(Protocol):
     def add_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
     ) -> None: ...
-    def principal_for(self, key_hash: str) -> tuple[Principal, str] | None: ...
+    def set_status(
+        self, tenant_id: str, status: TenantStatus, *, actor: str, now_ms: int
+    ) -> None: ...
+    def principal_for(self, key_hash: str) -> Principal | None:
+        """The principal of an unrevoked tenant key, carrying its tenant's status."""
+
     def lock(self, tenant_id: str) -> None:
         """Hold the tenant's row until the transaction ends (serializes key changes)."""
 

@@ -8,22 +8,32 @@ revoked key is refused by the very next request."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass, replace
 
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
 from runkernel.domain.permissions import Permission, require
-from runkernel.domain.records import TENANT_KEY_ROLES, Agent, ApiKey, Principal, Role, Tenant
+from runkernel.domain.records import (
+    TENANT_KEY_ROLES,
+    Agent,
+    ApiKey,
+    Principal,
+    Role,
+    Tenant,
+    TenantStatus,
+)
 from runkernel.domain.storable import check_storable
 from runkernel.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
 from runkernel.services.ports import Clock, TenantRepository, UnitOfWorkFactory
+
+_log = logging.getLogger(__name__)
 
 KEY_PREFIX = "rk_"
 # Operator keys (services/operators.py) start differently, so that authentication knows
@@ -74,7 +84,7 @@ class Tenancy:
         """Create a tenant and its first (admin) API key."""
         name = _name(name, "tenant")
         now = self._clock.now_ms()
-        tenant = Tenant(new_id("ten"), name, "active", now)
+        tenant = Tenant(new_id("ten"), name, TenantStatus.ACTIVE, now)
         with self._uow() as uow:
             if uow.tenants.get_by_name(name) is not None:
                 raise ConflictError(f"a tenant named {name!r} already exists")
@@ -82,6 +92,47 @@ class Tenancy:
             made = self._add_key(uow.tenants, tenant.id, Role.ADMIN, now)
             uow.commit()
         return NewTenant(tenant, made.api_key)
+
+    # -- a tenant's status (operators) ------------------------------------------------------
+    def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
+        require(principal, Permission.READ_TENANTS)
+        with self._uow(read_only=True) as uow:
+            tenant = uow.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+        return tenant
+
+    def set_status(self, principal: Principal, tenant_id: str, status: TenantStatus) -> Tenant:
+        """Suspend or reactivate a tenant; the one place either happens (API and CLI).
+
+        Idempotent: a tenant already in ``status`` is answered as it is, and keeps the
+        time and actor of the change that put it there. The change is recorded on the
+        tenant (when, by whom) and logged. It binds at once where status is read:
+        authentication (the keys keep only reads and cancel), the claim (no queued run of
+        a suspended tenant starts; they start after reactivation) and the mid-run check
+        (a running run terminates at its next check)."""
+        require(principal, Permission.SUSPEND_TENANT)
+        now = self._clock.now_ms()
+        with self._uow() as uow:
+            uow.tenants.lock(tenant_id)
+            tenant = uow.tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFoundError(f"no tenant {tenant_id!r}")
+            if tenant.status is status:
+                return tenant
+            uow.tenants.set_status(tenant_id, status, actor=principal.key_id, now_ms=now)
+            uow.commit()
+        _log.warning(
+            "tenant %s (%s) %s -> %s by %s",
+            tenant_id,
+            tenant.name,
+            tenant.status.value,
+            status.value,
+            principal.key_id,
+        )
+        return replace(
+            tenant, status=status, status_changed_at_ms=now, status_changed_by=principal.key_id
+        )
 
     def create_api_key(self, tenant_id: str, role: Role) -> str:
         """Operators: another key of any tenant; its secret."""
@@ -176,8 +227,11 @@ class Tenancy:
         return NewKey(key, api_key)
 
     def authenticate(self, api_key: str | None) -> Principal:
-        """The principal of a live key: a tenant's key (its tenant must be active) or an
-        operator's, of no tenant."""
+        """The principal of a live key: a tenant's key or an operator's, of no tenant.
+
+        A suspended tenant's key still authenticates, carrying the tenant's status:
+        ``require`` then keeps it to reads and cancel, so the tenant can see what
+        happened to its runs while it cannot start new ones."""
         if not api_key:
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
         with self._uow(read_only=True) as uow:
@@ -186,12 +240,9 @@ class Tenancy:
                 if operator is None:
                     raise AuthenticationError("unknown or revoked API key")
                 return operator
-            found = uow.tenants.principal_for(hash_key(api_key))
-        if found is None:
+            principal = uow.tenants.principal_for(hash_key(api_key))
+        if principal is None:
             raise AuthenticationError("unknown or revoked API key")
-        principal, tenant_status = found
-        if tenant_status != "active":
-            raise PermissionDeniedError(f"tenant is {tenant_status}", code="tenant_inactive")
         return principal
 
     def create_agent(self, principal: Principal, name: str, budget_usd: float | str) -> Agent:

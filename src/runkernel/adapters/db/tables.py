@@ -31,6 +31,8 @@ tenants = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("status", String(20), nullable=False, server_default="active"),
     Column("created_at_ms", BigInteger, nullable=False),
+    Column("status_changed_at_ms", BigInteger, nullable=True),
+    Column("status_changed_by", String(64), nullable=True),
 )
 
 api_keys = Table(

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from runkernel.adapters.db.rows import agent_from_row
 from runkernel.adapters.db.tables import agents, api_keys, tenants
-from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant
+from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant, TenantStatus
 
 # Read at every submission (authorization).
 _GET_AGENT = select(agents).where(
@@ -26,18 +26,25 @@ class SqlTenantRepository:
             insert(tenants).values(
                 id=tenant.id,
                 name=tenant.name,
-                status=tenant.status,
+                status=tenant.status.value,
                 created_at_ms=tenant.created_at_ms,
             )
         )
 
     def get(self, tenant_id: str) -> Tenant | None:
         row = self._conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
-        return Tenant(row.id, row.name, row.status, row.created_at_ms) if row else None
+        return _tenant(row) if row else None
 
     def get_by_name(self, name: str) -> Tenant | None:
         row = self._conn.execute(select(tenants).where(tenants.c.name == name)).first()
-        return Tenant(row.id, row.name, row.status, row.created_at_ms) if row else None
+        return _tenant(row) if row else None
+
+    def set_status(self, tenant_id: str, status: TenantStatus, *, actor: str, now_ms: int) -> None:
+        self._conn.execute(
+            update(tenants)
+            .where(tenants.c.id == tenant_id)
+            .values(status=status.value, status_changed_at_ms=now_ms, status_changed_by=actor)
+        )
 
     def add_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: Role, now_ms: int
@@ -53,8 +60,8 @@ class SqlTenantRepository:
             )
         )
 
-    def principal_for(self, key_hash: str) -> tuple[Principal, str] | None:
-        """The principal of an unrevoked key and its tenant's status."""
+    def principal_for(self, key_hash: str) -> Principal | None:
+        """The principal of an unrevoked key, with its tenant's status."""
         row = self._conn.execute(
             select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.role, tenants.c.status)
             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
@@ -62,7 +69,7 @@ class SqlTenantRepository:
         ).first()
         if row is None:
             return None
-        return Principal(row.tenant_id, row.id, Role(row.role)), row.status
+        return Principal(row.tenant_id, row.id, Role(row.role), TenantStatus(row.status))
 
     def lock(self, tenant_id: str) -> None:
         # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers.
@@ -90,6 +97,17 @@ class SqlTenantRepository:
             .values(revoked_at_ms=now_ms)
         )
         return result.rowcount == 1
+
+
+def _tenant(row: Row[Any]) -> Tenant:
+    return Tenant(
+        row.id,
+        row.name,
+        TenantStatus(row.status),
+        row.created_at_ms,
+        row.status_changed_at_ms,
+        row.status_changed_by,
+    )
 
 
 def _key(row: Row[Any]) -> ApiKey:

@@ -16,6 +16,7 @@ from runkernel.entrypoints.api import (
     routes_metrics,
     routes_policies,
     routes_runs,
+    routes_tenants,
 )
 from runkernel.entrypoints.api.auth import rate_limiter
 from runkernel.entrypoints.api.docs import install as install_docs
@@ -55,6 +56,7 @@ def create_app(kernel: Kernel) -> FastAPI:
     app.include_router(routes_policies.router)
     app.include_router(routes_lessons.router)
     app.include_router(routes_keys.router)
+    app.include_router(routes_tenants.router)
     app.include_router(routes_metrics.router)
     install_openapi(app, skills=kernel.skills.names(), max_steps=kernel.settings.max_plan_steps)
     # Outermost, so an oversized body is refused before anything reads it.

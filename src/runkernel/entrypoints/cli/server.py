@@ -1,5 +1,5 @@
 """Commands that run the kernel or talk to its database directly: ``serve``, ``api``,
-``worker``, ``relay``, ``db`` and ``tenants`` (``keys`` is
+``worker``, ``relay``, ``db`` and ``tenants`` (create, suspend, reactivate; ``keys`` is
 :mod:`runkernel.entrypoints.cli.keys`).
 
 Which database: every command names the one it uses (on stderr, so ``--json`` output
@@ -19,7 +19,8 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
@@ -27,6 +28,7 @@ from rich.panel import Panel
 from runkernel.adapters.db import migrate as migrations
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.config import Settings
+from runkernel.domain.records import Principal, Tenant, TenantStatus
 from runkernel.entrypoints.background import BackgroundServices
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stderr, stdout
@@ -293,3 +295,56 @@ def tenants_create(
             title="tenant created",
         )
     )
+
+
+TenantId = Annotated[str, typer.Argument(help="tenant id (ten_…)")]
+# The CLI acts with direct database access, not with a key: this names it as the actor.
+CLI_OPERATOR = Principal.operator("cli")
+
+
+@tenants_app.command("suspend")
+def tenants_suspend(
+    tenant_id: TenantId, as_json: opt.Json = False, database_url: opt.DatabaseUrl = None
+) -> None:
+    """Suspend a tenant: its keys may only read and cancel, its queued runs wait, its
+    running runs stop at their next check (as POST /api/v1/tenants/ID/suspend)."""
+    _set_status(tenant_id, TenantStatus.SUSPENDED, as_json, database_url)
+
+
+@tenants_app.command("reactivate")
+def tenants_reactivate(
+    tenant_id: TenantId, as_json: opt.Json = False, database_url: opt.DatabaseUrl = None
+) -> None:
+    """Reactivate a suspended tenant: its keys act again and its queued runs start."""
+    _set_status(tenant_id, TenantStatus.ACTIVE, as_json, database_url)
+
+
+def _set_status(
+    tenant_id: str, status: TenantStatus, as_json: bool, database_url: str | None
+) -> None:
+    with open_kernel(opt.build_settings(database_url=database_url)) as kernel:
+        tenant = kernel.tenancy.set_status(CLI_OPERATOR, tenant_id, status)
+    if as_json:
+        print(json.dumps(tenant_json(tenant)))
+        return
+    stdout.print(f"tenant {tenant.id} ({tenant.name}) is {tenant.status.value}", soft_wrap=True)
+
+
+def tenant_json(tenant: Tenant) -> dict[str, Any]:
+    """The shape of the API's answer (``routes_tenants.TenantOut``)."""
+    suspended = tenant.status is TenantStatus.SUSPENDED
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "status": tenant.status.value,
+        "created_at": _iso(tenant.created_at_ms),
+        "suspended_at": _iso(tenant.status_changed_at_ms) if suspended else None,
+        "status_changed_at": _iso(tenant.status_changed_at_ms),
+        "status_changed_by": tenant.status_changed_by,
+    }
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
