@@ -27,13 +27,15 @@ from sqlalchemy import Connection, Row, String, bindparam, column, text
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.tables import run_transitions, runs
 from runkernel.domain.claims import ATTEMPT_COUNTING_STATUSES, CLAIMED, claim_transition
+from runkernel.domain.records import TenantStatus
 from runkernel.domain.runs import Phase, RunStatus
 
 # A run of a tenant that is not active (suspended) is never started: it stays queued
 # until the tenant is active again. A takeover still happens: that run has started, and
 # what stops it is the check before its next step, not a lease left to lapse forever.
-_TENANT_ACTIVE = """EXISTS (
-    SELECT 1 FROM tenants WHERE tenants.id = runs.tenant_id AND tenants.status = 'active'
+_TENANT_ACTIVE = f"""EXISTS (
+    SELECT 1 FROM tenants
+    WHERE tenants.id = runs.tenant_id AND tenants.status = '{TenantStatus.ACTIVE.value}'
 )"""
 _CLAIMABLE = f"""
     (status = 'queued' AND phase = 'AUTHORIZED' AND {_TENANT_ACTIVE})
