@@ -63,13 +63,12 @@ def keys_list(
     if as_json:
         print(json.dumps({"tenant_id": tenant, "keys": [key_json(k) for k in keys]}))
         return
-    table = Table(title=f"keys of {tenant} ({len(keys)})", title_justify="left")
-    for column in ("id", "prefix", "role", "created", "revoked"):
-        table.add_column(column, no_wrap=True)
-    for k in keys:
-        revoked = Text(at(k.revoked_at_ms), style="red") if k.revoked else Text("-")
-        table.add_row(k.id, k.prefix + "…", k.role.value, at(k.created_at_ms), revoked)
-    stdout.print(table)
+    stdout.print(
+        key_table(
+            f"keys of {tenant} ({len(keys)})",
+            [(k.id, k.prefix, k.role.value, k.created_at_ms, k.revoked_at_ms) for k in keys],
+        )
+    )
 
 
 @keys_app.command("revoke")
@@ -113,6 +112,25 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "created_at": at(key.created_at_ms),
         "revoked_at": at(key.revoked_at_ms) if key.revoked_at_ms is not None else None,
     }
+
+
+def key_table(title: str, rows: list[tuple[str, str, str | None, int, int | None]]) -> Table:
+    """Keys as a table: id, prefix, role (a column only when some row has one), created and
+    revoked times; shared by tenant and operator keys so both listings read alike."""
+    with_role = any(role is not None for _, _, role, _, _ in rows)
+    table = Table(title=title, title_justify="left")
+    columns = (
+        ("id", "prefix", "role", "created", "revoked")
+        if with_role
+        else ("id", "prefix", "created", "revoked")
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for key_id, prefix, role, created_ms, revoked_ms in rows:
+        revoked = Text(at(revoked_ms), style="red") if revoked_ms is not None else Text("-")
+        cells = [key_id, prefix + "…", *([role or ""] if with_role else []), at(created_ms)]
+        table.add_row(*cells, revoked)
+    return table
 
 
 def at(ms: int | None) -> str:

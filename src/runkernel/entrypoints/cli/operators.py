@@ -11,13 +11,11 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from runkernel.domain.records import OperatorKey
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stdout
-from runkernel.entrypoints.cli.keys import SHOWN_ONCE, at
+from runkernel.entrypoints.cli.keys import SHOWN_ONCE, at, key_table
 from runkernel.entrypoints.cli.server import open_kernel
 
 operators_app = typer.Typer(help="Operator keys (direct database access, for operators).")
@@ -44,13 +42,12 @@ def list_keys(as_json: opt.Json = False, database_url: opt.DatabaseUrl = None) -
     if as_json:
         print(json.dumps({"keys": [operator_key_json(k) for k in keys]}))
         return
-    table = Table(title=f"operator keys ({len(keys)})", title_justify="left")
-    for column in ("id", "prefix", "created", "revoked"):
-        table.add_column(column, no_wrap=True)
-    for k in keys:
-        revoked = Text(at(k.revoked_at_ms), style="red") if k.revoked else Text("-")
-        table.add_row(k.id, k.prefix + "…", at(k.created_at_ms), revoked)
-    stdout.print(table)
+    stdout.print(
+        key_table(
+            f"operator keys ({len(keys)})",
+            [(k.id, k.prefix, None, k.created_at_ms, k.revoked_at_ms) for k in keys],
+        )
+    )
 
 
 @operators_app.command("revoke-key")
