@@ -18,7 +18,7 @@ from conftest import TenantContext, make_settings, make_tenant
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.midrun import CheckDecision, ViolationType
 from runkernel.domain.pauses import PauseReason
-from runkernel.domain.records import Claim, Principal, Role, TenantStatus
+from runkernel.domain.records import Claim, Principal, Role, RunBudget, TenantStatus
 from runkernel.domain.runs import RunStatus
 from runkernel.domain.skills import SkillContext
 from runkernel.entrypoints.api import create_app
@@ -381,8 +381,6 @@ def test_disabled_checks_skip_and_the_run_finishes_under_a_changed_rule(
 def test_the_run_timeout_leaves_out_the_time_the_run_spent_paused(
     world: tuple[Kernel, FakeClock], hooks: Hooks
 ) -> None:
-    from runkernel.domain.records import RunBudget
-
     kernel, clock = world
     tenant = make_tenant(kernel)
     run_id = _submit(kernel, tenant, _plan(HOOK_SKILL, LOG_SKILL), budget=RunBudget(timeout_s=10))

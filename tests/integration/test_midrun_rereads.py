@@ -102,3 +102,6 @@ def test_disabled_checks_skip_without_reading(clocked: tuple[Kernel, FakeClock])
     watch = RunWatch()
     assert _check(kernel, run, watch, 0).decision is CheckDecision.SKIP
     assert watch.reads == 0
+    # A cancel handed back by the last step still stops the run with the checks off.
+    stop = _check(kernel, run, watch, 1, requests=Requests(cancel=True))
+    assert (stop.decision, stop.deciding) == (CheckDecision.TERMINATE, ViolationType.MANUAL_STOP)

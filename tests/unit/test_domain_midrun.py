@@ -9,7 +9,7 @@ import pytest
 
 from runkernel.domain import midrun, midrun_rules
 from runkernel.domain.midrun import CheckDecision, Finding, ViolationType
-from runkernel.domain.pauses import PauseReason, close, open_pause
+from runkernel.domain.pauses import PauseReason, close, open_pause, paused_ms
 from runkernel.domain.policy import PolicyRule, bump, new_rule, validate_rule_params
 from runkernel.domain.policy import RuleKind as K
 from runkernel.domain.records import RunBudget
@@ -78,8 +78,6 @@ def test_wall_time_leaves_out_the_time_the_run_spent_paused() -> None:
         actor="x",
         outcome="resumed",
     )
-    from runkernel.domain.pauses import paused_ms
-
     active = midrun.active_ms(started, now, paused_ms([pause], now))
     assert active == 5_000
     assert midrun.budget_exceeded(budget, 0, Usage(), 1, active) is None
