@@ -7,6 +7,7 @@ a checker that fails pauses the run; disabled checks skip."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import TenantContext, make_settings, make_tenant
+from runkernel.adapters.skills import SkillRegistry
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.midrun import CheckDecision, ViolationType
 from runkernel.domain.pauses import PauseReason
@@ -23,10 +25,11 @@ from runkernel.domain.runs import RunStatus
 from runkernel.domain.skills import SkillContext
 from runkernel.entrypoints.api import create_app
 from runkernel.entrypoints.governance_services import GovernanceServices
+from runkernel.entrypoints.worker import WorkerPool
 from runkernel.services.executor import Execution
 from support.governance_api import bearer
 from support.skills import LOG_SKILL, build_registry, read_calls
-from support.workers import rows, run_row
+from support.workers import rows, run_row, wait_until
 
 HOOK_SKILL = "test.hook"
 LEASE_MS = 60_000
@@ -70,9 +73,14 @@ def log_dir(tmp_path: Path) -> Path:
     return tmp_path / "calls"
 
 
-def _kernel(database_url: str, log_dir: Path, hooks: Hooks, clock: FakeClock, **kw: Any) -> Kernel:
+def _registry(log_dir: Path, hooks: Hooks) -> SkillRegistry:
     registry = build_registry(log_dir)
     registry.register(HOOK_SKILL, hooks)
+    return registry
+
+
+def _kernel(database_url: str, log_dir: Path, hooks: Hooks, clock: FakeClock, **kw: Any) -> Kernel:
+    registry = _registry(log_dir, hooks)
     settings = make_settings(database_url, policy_check_min_steps=1, pause_sla_s=3600, **kw)
     k = build_kernel(settings, skills=registry, clock=clock)
     k.migrate()
@@ -389,3 +397,56 @@ def test_the_run_timeout_leaves_out_the_time_the_run_spent_paused(
     clock.now += 60_000  # paused far longer than the run's 10 s timeout
     kernel.pauses.try_resume(tenant.principal, run_id)
     assert _run_all(kernel, "worker-B") == {run_id: "succeeded"}
+
+
+def test_on_a_worker_pool_a_suspension_ends_the_tenants_running_runs_only(
+    database_url: str, log_dir: Path, hooks: Hooks
+) -> None:
+    """Real worker threads and clock: runs of two tenants wait inside a step; one tenant is
+    suspended meanwhile; at their next check its runs end failed_policy, the other's
+    finish."""
+    kernel = build_kernel(
+        make_settings(database_url, policy_check_min_steps=1),
+        skills=_registry(log_dir, hooks),
+    )
+    kernel.migrate()
+    tenant, other = make_tenant(kernel), make_tenant(kernel)
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def wait_inside() -> None:
+        entered.release()
+        assert release.wait(30), "never released"
+
+    plan = _plan(HOOK_SKILL, LOG_SKILL)
+    suspended = [_submit(kernel, tenant, plan) for _ in range(2)]
+    untouched = _submit(kernel, other, plan)
+    for run_id in (*suspended, untouched):
+        hooks.on(run_id, "s0", wait_inside)
+    pool = WorkerPool(kernel, concurrency=3, worker_id="pool").start()
+    try:
+        for _ in range(3):
+            assert entered.acquire(timeout=20), "a run never reached its first step"
+        operator = Principal.operator(kernel.operators.create_key().key.id)
+        kernel.tenancy.set_status(operator, tenant.principal.tenant_id, TenantStatus.SUSPENDED)
+        release.set()
+        for run_id in (*suspended, untouched):
+            wait_until(
+                lambda r=run_id: run_row(kernel, r).phase in ("COMPLETED", "FAILED"),
+                timeout=20,
+                what=f"run {run_id} final",
+            )
+    finally:
+        release.set()
+        pool.stop(drain_timeout_s=5)
+        kernel.close()
+    kernel = build_kernel(make_settings(database_url))
+    try:
+        for run_id in suspended:
+            row = run_row(kernel, run_id)
+            assert (row.status, row.error_code) == ("failed_policy", "tenant_suspended")
+        assert run_row(kernel, untouched).status == "succeeded"
+        calls = {c.run_id for c in read_calls(log_dir)}
+        assert untouched in calls and not calls & set(suspended)
+    finally:
+        kernel.close()
