@@ -29,6 +29,7 @@ from runkernel.services.ack_forwarder import AckForwarder
 from runkernel.services.completion import RunCompletionTransaction
 from runkernel.services.executor import RetryPolicy, RunExecutor, StepLimits
 from runkernel.services.governance import GovernanceRegistry, default_facade
+from runkernel.services.midrun import MidExecutionPolicyChecker
 from runkernel.services.operators import Operators
 from runkernel.services.pauses import PauseManager
 from runkernel.services.ports import AuditStore, Clock, SystemClock, TraceSink
@@ -63,6 +64,7 @@ class Kernel:
     reconciler: AuditReconciler
     metrics: PrometheusMetrics
     pauses: PauseManager
+    checker: MidExecutionPolicyChecker
     # Set for a non-SQL audit store (Redis, memory): forwards the acks its completions
     # handed off in their transactions (DESIGN invariant 9). None with the SQL store.
     ack_forwarder: AckForwarder | None = None
@@ -141,6 +143,13 @@ def build_kernel(
         ack_forwarder=ack_forwarder,
     )
     pauses = PauseManager(uow, clock, completion, sla_s=settings.pause_sla_s, wakeup=wakeup)
+    checker = MidExecutionPolicyChecker(
+        uow,
+        clock,
+        interval_s=settings.policy_check_interval_s,
+        min_steps=settings.policy_check_min_steps,
+        enabled=settings.mid_run_checks,
+    )
     executor = RunExecutor(
         uow,
         skills,
@@ -155,6 +164,7 @@ def build_kernel(
         completion_retries=settings.completion_retries,
         default_step_cost_micros=usd_to_micros(settings.default_step_cost_usd),
         pauses=pauses,
+        checker=checker,
     )
     bus = InProcessBus()
     relay = Relay(
@@ -200,5 +210,6 @@ def build_kernel(
         reconciler=reconciler,
         metrics=metrics,
         pauses=pauses,
+        checker=checker,
         ack_forwarder=ack_forwarder,
     )

@@ -132,6 +132,20 @@ class Settings(BaseSettings):
     pause_sla_s: float = Field(
         3600, gt=0, description="how long a paused run waits for a resume before its timeout"
     )
+    mid_run_checks: bool = Field(
+        True,
+        description="check policy rules, stop flag, tenant status and run budget before "
+        "every step (false: SKIP; budget reservations still hold)",
+    )
+    policy_check_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="the mid-run check re-reads rules, stop flag and tenant status at "
+        "least this often (and always before a worker's first step of a run)",
+    )
+    policy_check_min_steps: int = Field(
+        5, ge=1, description="... or after this many steps, whichever comes first"
+    )
     audit_contract_enabled: bool = Field(
         True, description="declare, ack and reconcile audit expectations (runtime audit contract)"
     )

@@ -140,6 +140,13 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
             lambda w: {"run_id": w.paused_run()},
             body=lambda w: {"note": "go on"},
         ),
+        Endpoint(
+            "POST",
+            "/api/v1/runs/{run_id}/reject",
+            200,
+            lambda w: {"run_id": w.paused_run()},
+            body=lambda w: {"note": "no"},
+        ),
     ],
     Permission.READ_AGENTS: [
         Endpoint("GET", "/api/v1/agents", 200),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from runkernel.domain.midrun import budget_exceeded
 from runkernel.domain.records import RunBudget
 from runkernel.domain.skills import Usage
-from runkernel.services.executor import budget_exceeded
 
 UNLIMITED = RunBudget()
 

@@ -100,7 +100,10 @@ class Pause:
     refusals: tuple[Refusal, ...] = ()
     ended_at_ms: int | None = None
     ended_by: str | None = None
-    outcome: str | None = None  # resumed | terminated | failed
+    outcome: str | None = None  # resumed | terminated | rejected | failed
+    # The step the run paused before (None for pauses stored before it was recorded): an
+    # APPROVAL_REQUIRED pause of step N that was resumed is the approval of step N.
+    step_index: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -120,6 +123,7 @@ def open_pause(
     key_owner: str | None = None,
     authorities: frozenset[PauseResumeAuthority] | None = None,
     on_timeout: TimeoutBehaviour = TimeoutBehaviour.TERMINATE,
+    step_index: int | None = None,
 ) -> Pause:
     return Pause(
         run_id=run_id,
@@ -133,6 +137,7 @@ def open_pause(
         on_timeout=on_timeout,
         paused_by=paused_by,
         key_owner=key_owner,
+        step_index=step_index,
     )
 
 
@@ -162,23 +167,48 @@ def decide_resume(pause: Pause | None, resumer: Resumer, now_ms: int) -> ResumeD
         return ResumeDecision(False, pause, ResumeRefusal.NOT_PAUSED, "the run is not paused")
     actor = resumer.actor
     counted = replace(pause, resume_attempts=pause.resume_attempts + 1, last_actor=actor)
-    held = resumer.authorities
     refusal: tuple[ResumeRefusal, str] | None = None
     if now_ms >= pause.expires_at_ms:
         refusal = (ResumeRefusal.EXPIRED, f"the pause expired at {pause.expires_at_ms} ms")
-    elif not held & pause.authorities:
-        needed = " or ".join(sorted(a.value for a in pause.authorities))
-        mine = ", ".join(sorted(a.value for a in held))
-        refusal = (
-            ResumeRefusal.NOT_ALLOWED,
-            f"a {pause.reason.value} pause is resumed by {needed}; this caller is {mine}",
-        )
+    else:
+        refusal = _not_allowed(pause, resumer)
     if refusal is not None:
-        kept = Refusal(actor, now_ms, *refusal)
-        refused = replace(counted, refusals=(*counted.refusals, kept))
-        return ResumeDecision(False, refused, refusal[0], refusal[1])
+        return _refused(counted, actor, now_ms, refusal)
     resumed = replace(counted, ended_at_ms=now_ms, ended_by=actor, outcome="resumed")
     return ResumeDecision(True, resumed)
+
+
+def decide_reject(pause: Pause | None, resumer: Resumer, now_ms: int) -> ResumeDecision:
+    """Whether ``resumer`` may reject ``pause`` (end the run instead of resuming it): the
+    same authorities decide as for a resume. An expired pause may be rejected — ending
+    the run is what its timeout would do at the latest. A refusal is recorded; a reject
+    is no resume attempt, so none is counted."""
+    if pause is None or not pause.is_open:
+        return ResumeDecision(False, pause, ResumeRefusal.NOT_PAUSED, "the run is not paused")
+    actor = resumer.actor
+    seen = replace(pause, last_actor=actor)
+    refusal = _not_allowed(pause, resumer)
+    if refusal is not None:
+        return _refused(seen, actor, now_ms, refusal)
+    return ResumeDecision(True, close(seen, now_ms, actor=actor, outcome="rejected"))
+
+
+def _not_allowed(pause: Pause, resumer: Resumer) -> tuple[ResumeRefusal, str] | None:
+    if resumer.authorities & pause.authorities:
+        return None
+    needed = " or ".join(sorted(a.value for a in pause.authorities))
+    mine = ", ".join(sorted(a.value for a in resumer.authorities))
+    return (
+        ResumeRefusal.NOT_ALLOWED,
+        f"a {pause.reason.value} pause is resumed by {needed}; this caller is {mine}",
+    )
+
+
+def _refused(
+    pause: Pause, actor: str, now_ms: int, refusal: tuple[ResumeRefusal, str]
+) -> ResumeDecision:
+    kept = Refusal(actor, now_ms, *refusal)
+    return ResumeDecision(False, replace(pause, refusals=(*pause.refusals, kept)), *refusal)
 
 
 def timeout_action(pause: Pause, now_ms: int) -> TimeoutBehaviour | None:

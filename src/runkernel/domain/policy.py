@@ -154,6 +154,10 @@ def validate_rule_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str,
     max_cost: exactly one of ``max_cost_usd`` (number ≥ 0) or ``max_cost_micros`` (int ≥ 0),
     stored as ``max_cost_micros``; max_tokens / max_steps: an int ≥ 0; max_duration:
     ``max_duration_s``, a number ≥ 0; the skill kinds: ``skills``, a non-empty list of names.
+    require_approval also takes, to match only some calls of those skills: ``params``, an
+    object of param names to the values they must equal (``{"method": "POST"}`` for
+    ``http.request``), and ``url_prefix``, a string the step's ``url`` param must start with
+    (``webhook.send``, ``http.request``); a step matches when all given conditions hold.
     """
     if not isinstance(params, Mapping):
         raise ValidationError(f"{kind.value} params must be an object")
@@ -174,13 +178,44 @@ def validate_rule_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str,
         _only(kind, params, {key})
         numeric = float if kind is RuleKind.MAX_DURATION else int
         return {key: _number(kind, key, params.get(key), numeric)}
+    if kind is RuleKind.REQUIRE_APPROVAL:
+        _only(kind, params, {"skills", "params", "url_prefix"})
+        return {**_skills(kind, params), **_approval_match(params)}
     _only(kind, params, {"skills"})
+    return _skills(kind, params)
+
+
+def _skills(kind: RuleKind, params: Mapping[str, Any]) -> dict[str, Any]:
     skills = params.get("skills")
     if not isinstance(skills, list) or not skills:
         raise ValidationError(f"{kind.value} needs 'skills': a non-empty list of skill names")
     if not all(isinstance(s, str) and s.strip() for s in skills):
         raise ValidationError(f"{kind.value}: every skill must be a non-empty string")
     return {"skills": list(dict.fromkeys(skills))}
+
+
+def _approval_match(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional ``params`` and ``url_prefix`` conditions of a require_approval rule."""
+    kept: dict[str, Any] = {}
+    if "params" in params:
+        match = params["params"]
+        if not isinstance(match, Mapping) or not match:
+            raise ValidationError("require_approval: 'params' must be a non-empty object")
+        for name, value in match.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValidationError("require_approval: every param name must be a string")
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise ValidationError(
+                    f"require_approval: param {name!r} must match a string, number, "
+                    f"boolean or null, got {type(value).__name__}"
+                )
+        kept["params"] = dict(match)
+    if "url_prefix" in params:
+        prefix = params["url_prefix"]
+        if not isinstance(prefix, str) or not prefix.strip():
+            raise ValidationError("require_approval: 'url_prefix' must be a non-empty string")
+        kept["url_prefix"] = prefix
+    return kept
 
 
 def applies(rule: PolicyRule, tenant_id: str, agent_id: str) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 from runkernel.domain import audit, events
 from runkernel.domain.audit import DomainAck
 from runkernel.domain.events import Event
+from runkernel.domain.midrun import PolicyCheckResult
 from runkernel.domain.outcomes import from_run
 from runkernel.domain.records import Claim, Run
 from runkernel.domain.risk import risk_level
@@ -73,6 +74,8 @@ class Finish:
     output: Any = None
     error_code: str | None = None
     error_message: str | None = None
+    # The mid-run check that ended the run, kept with it in the completion's transaction.
+    policy_check: PolicyCheckResult | None = None
 
     @property
     def status(self) -> RunStatus:
@@ -155,6 +158,8 @@ class RunCompletionTransaction:
                     sink_error=sink_error,
                     fault=fault,
                 )
+                if finish.policy_check is not None:
+                    uow.policy_checks.add(run.tenant_id, run.id, finish.policy_check)
                 self._acks_within(uow, journal.acks)
                 uow.outbox.add(journal.events)
                 self._settle_swept(uow, final)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runkernel.domain import budgets
+from runkernel.domain.midrun import CheckDecision, PolicyCheckResult, ViolationType
 from runkernel.domain.plans import (
     OnError,
     Plan,
@@ -34,12 +35,13 @@ from runkernel.domain.plans import (
     plan_from_dict,
     render,
 )
-from runkernel.domain.records import Claim, Requests, Run, RunBudget, StepRecord
+from runkernel.domain.records import Claim, Requests, Run, StepRecord
 from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
 from runkernel.domain.skills import SkillContext, SkillResult, Usage
 from runkernel.domain.storable import SizeLimit, bounded, omitted, printable, too_large
 from runkernel.errors import LeaseLostError, StorageUnavailableError, TransactionFailed
 from runkernel.services.completion import Finish, RunCompletionTransaction
+from runkernel.services.midrun import MidExecutionPolicyChecker, NextStep, RunWatch
 from runkernel.services.pauses import PauseManager
 from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
 
@@ -89,6 +91,7 @@ class RunExecutor:
         completion_retries: int = 3,
         default_step_cost_micros: int = 0,
         pauses: PauseManager | None = None,
+        checker: MidExecutionPolicyChecker | None = None,
     ) -> None:
         self._uow = uow
         self._skills = skills
@@ -100,6 +103,7 @@ class RunExecutor:
         self._completion_retries = completion_retries
         self._default_cost = default_step_cost_micros
         self._pauses = pauses
+        self._checker = checker or MidExecutionPolicyChecker(uow, clock)
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -142,31 +146,34 @@ class RunExecutor:
             # A previous attempt recorded an aborting failure but did not complete the run.
             return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(aborted))
         cost, usage = run.cost_micros, run.usage
-        started_ms = run.started_at_ms or self._clock.now_ms()
         requests = Requests(cancel=run.cancel_requested, pause=run.pause_requested)
+        watch = RunWatch()
         for index in range(run.next_step, len(plan.steps)):
             if execution.lost:
                 return "lease_lost"
-            if requests.cancel:
-                return self._fail(
-                    run, claim, RunStatus.CANCELLED, "cancelled", "cancelled on request"
-                )
+            step = plan.steps[index]
+            params, refused = self._input(step, outputs)
+            check = self._checker.check_before_step(
+                run,
+                NextStep(index, step.skill, params),
+                usage,
+                cost_micros=cost,
+                watch=watch,
+                requests=requests,
+            )
+            if check.decision is CheckDecision.TERMINATE:
+                return self._terminate(run, claim, check)
+            if check.decision is CheckDecision.PAUSE:
+                return self._pause(run, claim, check)
             if requests.pause and self._pauses is not None:
                 # Between two steps: the pause ends the lease, so the slot is free.
-                self._pauses.pause_at_boundary(run, claim)
+                self._pauses.pause_at_boundary(run, claim, step_index=index)
                 return "paused"
             if execution.release_requested:
                 with self._uow() as uow:
                     uow.runs.release(claim, self._clock.now_ms())
                     uow.commit()
                 return "released"
-            exceeded = budget_exceeded(
-                run.budget, cost, usage, index, self._clock.now_ms() - started_ms
-            )
-            if exceeded:
-                return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", exceeded)
-            step = plan.steps[index]
-            params, refused = self._input(step, outputs)
             reserved = 0 if refused is not None else self._worst_case(step, params)
             refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, reserved)
             if refusal is None and not self._reserve(claim, reserved):
@@ -186,6 +193,28 @@ class RunExecutor:
             if record.status != "succeeded" and step.on_error is OnError.ABORT:
                 return self._fail(run, claim, RunStatus.FAILED, "step_failed", _failure(record))
         return self._succeed(run, claim, plan)
+
+    def _terminate(self, run: Run, claim: Claim, check: PolicyCheckResult) -> str:
+        """End the run as the check decided, the check kept in the completion's
+        transaction: cancelled for a manual stop, else failed_policy."""
+        stopped = check.deciding is ViolationType.MANUAL_STOP
+        status = RunStatus.CANCELLED if stopped else RunStatus.FAILED_POLICY
+        message = "cancelled on request" if stopped else check.reason
+        return self._fail(run, claim, status, check.error_code, message, check=check)
+
+    def _pause(self, run: Run, claim: Claim, check: PolicyCheckResult) -> str:
+        if self._pauses is None:  # nothing can hold the run: it must not go on unchecked
+            return self._fail(run, claim, RunStatus.FAILED_POLICY, "policy_check", check.reason)
+        self._pauses.pause_at_boundary(
+            run,
+            claim,
+            check.pause_reason,
+            message=check.reason,
+            violations=tuple(t.value for t in check.types),
+            step_index=check.step_index,
+            check=check,
+        )
+        return "paused"
 
     def _worst_case(self, step: Step, params: Any) -> int:
         estimated = self._skills.estimate(step.skill, params)
@@ -297,13 +326,16 @@ class RunExecutor:
         message: str,
         *,
         output: Any = None,
+        check: PolicyCheckResult | None = None,
     ) -> str:
         chain = path(
             (run.phase, RunStatus.RUNNING),
             (Phase.FAILED, status, message),
             at_ms=self._clock.now_ms(),
         )
-        finish = Finish(chain, output=output, error_code=code, error_message=message)
+        finish = Finish(
+            chain, output=output, error_code=code, error_message=message, policy_check=check
+        )
         return self._finish(run, claim, finish)
 
     def _finish(self, run: Run, claim: Claim, finish: Finish) -> str:
@@ -317,21 +349,6 @@ class RunExecutor:
                 if attempt < self._completion_retries:
                     self._clock.sleep(self._retry.delay(attempt + 1))
         return "completion_failed"
-
-
-def budget_exceeded(
-    budget: RunBudget, cost_micros: int, usage: Usage, steps_done: int, elapsed_ms: int
-) -> str | None:
-    """Why the run may not start another step, or None."""
-    if budget.max_cost_micros is not None and cost_micros >= budget.max_cost_micros:
-        return f"cost {cost_micros} micros reached the limit of {budget.max_cost_micros}"
-    if budget.max_tokens is not None and usage.total_tokens >= budget.max_tokens:
-        return f"{usage.total_tokens} tokens reached the limit of {budget.max_tokens}"
-    if budget.max_steps is not None and steps_done >= budget.max_steps:
-        return f"{steps_done} steps reached the limit of {budget.max_steps}"
-    if budget.timeout_s is not None and elapsed_ms >= budget.timeout_s * 1000:
-        return f"run time {elapsed_ms} ms reached the timeout of {budget.timeout_s} s"
-    return None
 
 
 def _aborts(plan: Plan, index: int) -> bool:

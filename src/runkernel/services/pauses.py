@@ -22,6 +22,7 @@ from runkernel.domain.audit import DomainAck
 from runkernel.domain.events import Event, new_event
 from runkernel.domain.ids import new_id
 from runkernel.domain.incidents import pause_escalated_incident
+from runkernel.domain.midrun import PolicyCheckResult
 from runkernel.domain.pauses import Pause, PauseReason, TimeoutBehaviour
 from runkernel.domain.permissions import Permission, actor, require, resumer
 from runkernel.domain.records import Claim, Principal, Run
@@ -79,9 +80,12 @@ class PauseManager:
         paused_by: str = domain.SYSTEM_ACTOR,
         violations: tuple[str, ...] = (),
         on_timeout: TimeoutBehaviour = TimeoutBehaviour.TERMINATE,
+        step_index: int | None = None,
+        check: PolicyCheckResult | None = None,
     ) -> Pause:
-        """Pause the run this worker holds, between two steps; fenced by the claim
-        (``LeaseLostError`` if it was lost). The caller stops executing the run."""
+        """Pause the run this worker holds, before step ``step_index``; fenced by the claim
+        (``LeaseLostError`` if it was lost). ``check`` is the mid-run check that decided the
+        pause, kept in the same transaction. The caller stops executing the run."""
         now = self._clock.now_ms()
         with self._uow() as uow:
             number = len(uow.pauses.for_run(run.id)) + 1
@@ -96,6 +100,7 @@ class PauseManager:
                 violations=violations,
                 key_owner=run.submitted_key_id,
                 on_timeout=on_timeout,
+                step_index=step_index,
             )
             requested_by = uow.pauses.requested_by(run.id)
             if requested_by is not None:
@@ -108,6 +113,8 @@ class PauseManager:
             )
             uow.pauses.pause(claim, moved)
             uow.pauses.add(pause, run.tenant_id)
+            if check is not None:
+                uow.policy_checks.add(run.tenant_id, run.id, check)
             uow.outbox.add([_event(events.RUN_PAUSED, run.tenant_id, pause, now)])
             uow.commit()
         return pause
@@ -146,6 +153,41 @@ class PauseManager:
             [_event(events.RUN_RESUMED, run.tenant_id, pause, pause.ended_at_ms, **payload_note)]
         )
         uow.runs.notify_new_runs()
+
+    def reject(self, principal: Principal, run_id: str, note: str | None = None) -> Run:
+        """End a paused run ``failed_policy`` instead of resuming it (``approval_rejected``
+        for an approval, else ``rejected``), with incident, evaluation and trace in the
+        same transaction; whoever may resume the pause may reject it (403 otherwise, the
+        refusal recorded; 409 when the run is not paused)."""
+        require(principal, Permission.CANCEL_RUN)  # the pause's authorities decide the rest
+        now = self._clock.now_ms()
+        acks: list[DomainAck] = []
+        with self._uow() as uow:
+            uow.runs.lock(run_id)
+            run = self._run(uow, principal.tenant_id, run_id)
+            pause = uow.pauses.open_for(run.id)
+            who = resumer(principal, run.submitted_key_id if pause is None else pause.key_owner)
+            decision = domain.decide_reject(pause, who, now)
+            if decision.pause is not None and decision.pause.is_open:
+                uow.pauses.save(decision.pause)  # the refusal
+            if decision.allowed and decision.pause is not None:
+                code = (
+                    "approval_rejected"
+                    if decision.pause.reason is PauseReason.APPROVAL_REQUIRED
+                    else "rejected"
+                )
+                why = f"{decision.pause.reason.value} pause rejected by {who.actor}"
+                message = f"{why}: {note}" if note else why
+                acks = self._end(uow, run, decision.pause, now, message=message, code=code)
+            uow.commit()
+        if not decision.allowed:
+            if decision.refusal is domain.ResumeRefusal.NOT_ALLOWED:
+                raise PermissionDeniedError(decision.message)
+            code = f"reject_refused_{decision.refusal.value if decision.refusal else ''}"
+            raise ConflictError(decision.message, code=code)
+        if acks:
+            self._completion.acks_committed(acks)
+        return self._get(principal.tenant_id, run_id)
 
     # -- expiry ---------------------------------------------------------------------
     def check_timeouts(self, *, limit: int = 100) -> int:
@@ -201,20 +243,26 @@ class PauseManager:
         return 1
 
     def _terminate(self, uow: UnitOfWork, run: Run, pause: Pause, now: int) -> list[DomainAck]:
-        """End the paused run failed_policy without a worker, with its governance record
-        (incident, evaluation, trace) in this transaction."""
         message = f"{pause.reason.value} pause expired unresumed at {pause.expires_at_ms} ms"
+        closed = domain.close(pause, now, actor=domain.SYSTEM_ACTOR, outcome="terminated")
+        return self._end(uow, run, closed, now, message=message, code=PAUSE_EXPIRED)
+
+    def _end(
+        self, uow: UnitOfWork, run: Run, closed: Pause, now: int, *, message: str, code: str
+    ) -> list[DomainAck]:
+        """End the paused run failed_policy without a worker, with its governance record
+        (incident, evaluation, trace) in this transaction; ``closed`` is its pause, ended."""
         done = transition(
             run.phase, run.status, Phase.FAILED, RunStatus.FAILED_POLICY, at_ms=now, reason=message
         )
-        if not uow.pauses.terminate(run.id, done, error_code=PAUSE_EXPIRED):
+        if not uow.pauses.terminate(run.id, done, error_code=code):
             return []
-        uow.pauses.save(domain.close(pause, now, actor=domain.SYSTEM_ACTOR, outcome="terminated"))
+        uow.pauses.save(closed)
         final = replace(
             run,
             phase=done.to_phase,
             status=done.to_status,
-            error_code=PAUSE_EXPIRED,
+            error_code=code,
             error_message=message,
             finished_at_ms=now,
         )

@@ -16,6 +16,7 @@ from runkernel.domain.audit import (
 from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
+from runkernel.domain.midrun import PolicyCheckResult
 from runkernel.domain.pauses import Pause
 from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import (
@@ -176,6 +177,15 @@ class PauseRepository(Protocol):
     def terminate(self, run_id: str, t: Transition, *, error_code: str) -> bool: ...
 
 
+class PolicyCheckRepository(Protocol):
+    """The mid-run decisions kept with a run (PAUSE and TERMINATE only)."""
+
+    def add(self, tenant_id: str, run_id: str, check: PolicyCheckResult) -> None: ...
+    def for_run(self, run_id: str) -> list[PolicyCheckResult]:
+        """Oldest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: rolled back on exit unless :meth:`commit` was called."""
 
@@ -201,6 +211,8 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
     @property
     def pauses(self) -> PauseRepository: ...
+    @property
+    def policy_checks(self) -> PolicyCheckRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(

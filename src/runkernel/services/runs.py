@@ -10,6 +10,7 @@ from typing import Any
 from runkernel.domain.audit import AuditExpectation, create_run_expectations
 from runkernel.domain.idempotency import request_fingerprint
 from runkernel.domain.ids import new_id
+from runkernel.domain.midrun import PolicyCheckResult
 from runkernel.domain.permissions import Permission, require
 from runkernel.domain.plans import parse_plan
 from runkernel.domain.policy import PlanCheck, describe
@@ -206,6 +207,14 @@ class RunService:
         if run is None:
             raise NotFoundError(f"no run {run_id!r}")
         return run
+
+    def policy_checks(self, principal: Principal, run_id: str) -> list[PolicyCheckResult]:
+        """The mid-run checks that paused or ended the run, oldest first."""
+        require(principal, Permission.READ_RUNS)
+        with self._uow(read_only=True) as uow:
+            if uow.runs.get(principal.tenant_id, run_id, details=False) is None:
+                raise NotFoundError(f"no run {run_id!r}")
+            return uow.policy_checks.for_run(run_id)
 
     def search(
         self,

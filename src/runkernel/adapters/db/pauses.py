@@ -184,6 +184,7 @@ def _values(p: Pause) -> dict[str, Any]:
         "ended_at_ms": p.ended_at_ms,
         "ended_by": p.ended_by,
         "outcome": p.outcome,
+        "step_index": p.step_index,
     }
 
 
@@ -210,4 +211,5 @@ def _pause(r: Row[Any]) -> Pause:
         ended_at_ms=r.ended_at_ms,
         ended_by=r.ended_by,
         outcome=r.outcome,
+        step_index=r.step_index,
     )

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -202,7 +203,27 @@ run_pauses = Table(
     Column("ended_at_ms", BigInteger),
     Column("ended_by", String(200)),
     Column("outcome", String(16)),
+    Column("step_index", Integer),  # the step the run paused before
     Index("ix_run_pauses_open_expiry", "ended_at_ms", "expires_at_ms"),
+)
+
+# Every mid-run check that decided something other than CONTINUE or SKIP (domain/midrun.py),
+# written with the pause or the completion it caused.
+run_policy_checks = Table(
+    "run_policy_checks",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(64), ForeignKey("runs.id"), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("violations", Json, nullable=False),
+    Column("checked_at_ms", BigInteger, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Index("ix_run_policy_checks_run", "run_id", "id"),
 )
 
 # -- governance (DESIGN invariants 1-5) ---------------------------------------------------

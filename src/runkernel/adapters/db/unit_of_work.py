@@ -21,6 +21,7 @@ from runkernel.adapters.db.operators import SqlOperatorKeyRepository
 from runkernel.adapters.db.outbox import SqlOutboxRepository
 from runkernel.adapters.db.pauses import SqlPauseRepository
 from runkernel.adapters.db.policies import SqlPolicyRepository
+from runkernel.adapters.db.policy_checks import SqlPolicyCheckRepository
 from runkernel.adapters.db.repositories import SqlRunRepository
 from runkernel.adapters.db.tenancy import SqlAgentRepository, SqlTenantRepository
 from runkernel.adapters.db.traces import SqlTraceRepository
@@ -61,6 +62,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutboxRepository(conn, self._db.dialect)
         self.leases = SqlLeaseRepository(conn)
         self.pauses = SqlPauseRepository(conn)
+        self.policy_checks = SqlPolicyCheckRepository(conn)
         return self
 
     def commit(self) -> None:

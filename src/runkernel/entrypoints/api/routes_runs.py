@@ -95,8 +95,11 @@ def list_runs(
 
 @router.get("/{run_id}")
 def get_run(run_id: str, principal: PrincipalDep, kernel: KernelDep) -> RunDetail:
-    """A run with its transitions and steps."""
-    return views.detail(kernel.runs.get(principal, require_id(run_id, "run")))
+    """A run with its transitions, its steps and the mid-run policy checks that paused or
+    ended it (``policy_checks``)."""
+    run_id = require_id(run_id, "run")
+    run = kernel.runs.get(principal, run_id)
+    return views.detail(run, kernel.runs.policy_checks(principal, run_id))
 
 
 @router.post("/{run_id}/cancel", responses={409: error_doc("the run is already final")})
@@ -129,3 +132,22 @@ def resume_run(
     without a new attempt. A refusal is recorded on the pause with its reason."""
     note = None if body is None else body.note
     return views.detail(kernel.pauses.try_resume(principal, require_id(run_id, "run"), note))
+
+
+@router.post(
+    "/{run_id}/reject",
+    responses={
+        403: error_doc("the pause may not be decided by this key (its reason says who may)"),
+        409: error_doc("the run is not paused"),
+    },
+)
+def reject_run(
+    run_id: str, principal: PrincipalDep, kernel: KernelDep, body: ResumeIn | None = None
+) -> RunDetail:
+    """Reject a paused run instead of resuming it (an approval refused): it ends
+    ``failed_policy`` (error ``approval_rejected`` for an APPROVAL_REQUIRED pause, else
+    ``rejected``) with its incident, evaluation and trace; the actor and the note are in
+    its transitions. Whoever may resume the pause may reject it; a refusal is recorded on
+    the pause."""
+    note = None if body is None else body.note
+    return views.detail(kernel.pauses.reject(principal, require_id(run_id, "run"), note))

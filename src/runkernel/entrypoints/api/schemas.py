@@ -192,6 +192,22 @@ class TransitionOut(BaseModel):
     reason: str
 
 
+class PolicyViolationOut(BaseModel):
+    type: str = Field(description="BUDGET_EXCEEDED, LIMIT_CHANGED, POLICY_DISABLED, ...")
+    message: str
+
+
+class PolicyCheckOut(BaseModel):
+    """A check before a step that paused or ended the run."""
+
+    step_index: int = Field(description="the step the check was before")
+    decision: str = Field(json_schema_extra={"enum": ["PAUSE", "TERMINATE"]})
+    reason: str
+    violations: list[PolicyViolationOut]
+    checked_at: str
+    duration_ms: float
+
+
 class StepOut(BaseModel):
     step_id: str
     skill: str
@@ -255,6 +271,10 @@ class RunDetail(RunSummary):
     risk_level: RiskLevel
     updated_at: str
     transitions: list[TransitionOut]
+    policy_checks: list[PolicyCheckOut] = Field(
+        default_factory=list,
+        description="mid-run checks that paused or ended the run, oldest first",
+    )
     steps: list[StepOut]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from runkernel.domain.midrun import PolicyCheckResult
 from runkernel.domain.money import micros_to_usd
 from runkernel.domain.records import Agent, Run, StepRecord
 from runkernel.domain.risk import RiskLevel
@@ -66,7 +68,7 @@ def summary(run: Run) -> schemas.RunSummary:
     )
 
 
-def detail(run: Run) -> schemas.RunDetail:
+def detail(run: Run, checks: Sequence[PolicyCheckResult] = ()) -> schemas.RunDetail:
     budget = run.budget
     return schemas.RunDetail(
         **summary(run).model_dump(),
@@ -91,6 +93,21 @@ def detail(run: Run) -> schemas.RunDetail:
         updated_at=iso(run.updated_at_ms),
         transitions=[_transition(t) for t in run.transitions],
         steps=[_step(s) for s in run.steps],
+        policy_checks=[_check(c) for c in checks],
+    )
+
+
+def _check(check: PolicyCheckResult) -> schemas.PolicyCheckOut:
+    return schemas.PolicyCheckOut(
+        step_index=check.step_index,
+        decision=check.decision.value,
+        reason=check.reason,
+        violations=[
+            schemas.PolicyViolationOut(type=f.type.value, message=f.message)
+            for f in check.violations
+        ],
+        checked_at=iso(check.checked_at_ms),
+        duration_ms=check.duration_ms,
     )
 
 

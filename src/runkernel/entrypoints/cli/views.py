@@ -145,6 +145,8 @@ def run_detail(run: JsonObject) -> RenderableType:
     if error:
         summary.add_row("error", Text(f"{error[0]}: {error[1]}", style="red"))
     parts: list[RenderableType] = [summary, steps_table(run), transitions_table(run)]
+    if run.get("policy_checks"):
+        parts.append(policy_checks_table(run))
     if run.get("output") is not None:
         parts.append(output_panel(run["output"]))
     return Group(*parts)
@@ -188,6 +190,20 @@ def transitions_table(run: JsonObject) -> Table:
             when,
             str(item.get("to_phase", DASH)),
             status_text(item.get("to_status")),
+            escape(str(item.get("reason", ""))),
+        )
+    return table
+
+
+def policy_checks_table(run: JsonObject) -> Table:
+    table = Table(title="policy checks", title_justify="left")
+    for column in ("step", "decision", "violations", "reason"):
+        table.add_column(column, overflow="fold")
+    for item in run.get("policy_checks") or []:
+        table.add_row(
+            str(item.get("step_index", DASH)),
+            str(item.get("decision", DASH)),
+            ", ".join(str(v.get("type")) for v in item.get("violations") or []) or DASH,
             escape(str(item.get("reason", ""))),
         )
     return table
