@@ -140,7 +140,14 @@ def build_kernel(
         relay_wakeup=relay_wakeup,
         ack_forwarder=ack_forwarder,
     )
-    pauses = PauseManager(uow, clock, completion, sla_s=settings.pause_sla_s, wakeup=wakeup)
+    pauses = PauseManager(
+        uow,
+        clock,
+        completion,
+        sla_s=settings.pause_sla_s,
+        notify_before_s=settings.pause_notify_before_s,
+        wakeup=wakeup,
+    )
     executor = RunExecutor(
         uow,
         skills,

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     pause_sla_s: float = Field(
         3600, gt=0, description="how long a paused run waits for a resume before its timeout"
     )
+    pause_notify_before_s: float = Field(
+        300,
+        ge=0,
+        description="run.pause_expiring is sent this long before a pause's SLA expiry "
+        "(once per expiry; 0: never)",
+    )
     audit_contract_enabled: bool = Field(
         True, description="declare, ack and reconcile audit expectations (runtime audit contract)"
     )
