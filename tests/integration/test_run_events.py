@@ -9,6 +9,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ import pytest
 from conftest import TenantContext, make_settings, make_tenant
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.domain.pauses import PauseReason, TimeoutBehaviour
-from runkernel.domain.records import Claim, RunBudget
-from runkernel.domain.skills import SkillContext
+from runkernel.domain.records import Claim, RunBudget, StepRecord
+from runkernel.domain.skills import SkillContext, Usage
 from runkernel.entrypoints.worker import WorkerPool
+from runkernel.services.thresholds import tell_crossings
 from support.skills import LOG_SKILL, build_registry, log_plan
 from support.workers import assert_lifecycle_invariants, rows, run_row, wait_until
 
@@ -312,3 +314,57 @@ def test_a_run_far_from_its_limits_sends_no_threshold_event(worker_kernel: Kerne
     _run_to_the_end(kernel, run_id)
     assert run_row(kernel, run_id).status == "succeeded"
     assert payloads(kernel, run_id, "threshold.exceeded") == []
+
+
+def _step(run_id: str, index: int, cost: int, claim: Claim) -> StepRecord:
+    return StepRecord(
+        run_id=run_id,
+        step_index=index,
+        step_id=f"s{index}",
+        skill=LOG_SKILL,
+        status="succeeded",
+        input={},
+        output={},
+        usage=Usage(),
+        cost_micros=cost,
+        duration_ms=1,
+        error=None,
+        attempt=claim.attempt,
+        tries=1,
+        finished_at_ms=1,
+    )
+
+
+def test_an_agent_budget_that_dips_and_crosses_again_is_told_once_per_run(
+    worker_kernel: Kernel,
+) -> None:
+    """Another run's reservation lifts the agent over 80 % and then is released: the run
+    that crossed is not told again when it crosses a second time."""
+    kernel = worker_kernel
+    created = kernel.tenancy.create_tenant("dips")
+    principal = kernel.tenancy.authenticate(created.api_key)
+    agent = kernel.tenancy.create_agent(principal, "shared", "0.0001")  # 100 micros
+    for _ in range(2):
+        kernel.runs.submit(principal, agent_id=agent.id, plan=log_plan(3))
+    with kernel.uow() as uow:
+        run_a, run_b = uow.runs.claim("worker-A", 10, kernel.clock.now_ms(), 60_000)
+        uow.commit()
+    claim_a, claim_b = Claim.of(run_a, "worker-A"), Claim.of(run_b, "worker-A")
+
+    def record(run: Any, claim: Claim, index: int, cost: int, reserved: int = 0) -> list[str]:
+        with kernel.uow() as uow:
+            step = _step(run.id, index, cost, claim)
+            recorded = uow.runs.record_step(claim, step, now_ms=1, reserved_micros=reserved)
+            crossed = tell_crossings(uow, run, claim, step, recorded)
+            uow.commit()
+        return [c.budget for c in crossed]
+
+    with kernel.uow() as uow:
+        assert uow.runs.reserve(claim_b, 50)  # B holds 50 for its step in flight
+        uow.commit()
+    assert record(run_a, claim_a, 0, 35) == ["agent_budget"]  # 50 -> 85 of 100
+    assert record(run_b, claim_b, 0, 0, reserved=50) == []  # B's reservation back: 35
+    run_a = replace(run_a, cost_micros=35)
+    assert record(run_a, claim_a, 1, 50) == []  # 35 -> 85 again: A was told already
+    assert len(payloads(kernel, run_a.id, "threshold.exceeded")) == 1
+    assert payloads(kernel, run_b.id, "threshold.exceeded") == []
