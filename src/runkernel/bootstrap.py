@@ -142,13 +142,20 @@ def build_kernel(
         relay_wakeup=relay_wakeup,
         ack_forwarder=ack_forwarder,
     )
-    pauses = PauseManager(uow, clock, completion, sla_s=settings.pause_sla_s, wakeup=wakeup)
     checker = MidExecutionPolicyChecker(
         uow,
         clock,
         interval_s=settings.policy_check_interval_s,
         min_steps=settings.policy_check_min_steps,
         enabled=settings.mid_run_checks,
+    )
+    pauses = PauseManager(
+        uow,
+        clock,
+        completion,
+        sla_s=settings.pause_sla_s,
+        notify_before_s=settings.pause_notify_before_s,
+        wakeup=wakeup,
     )
     executor = RunExecutor(
         uow,

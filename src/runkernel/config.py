@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     policy_check_min_steps: int = Field(
         5, ge=1, description="... or after this many steps, whichever comes first"
     )
+    pause_notify_before_s: float = Field(
+        300,
+        ge=0,
+        description="run.pause_expiring is sent this long before a pause's SLA expiry "
+        "(once per expiry; 0: never)",
+    )
     audit_contract_enabled: bool = Field(
         True, description="declare, ack and reconcile audit expectations (runtime audit contract)"
     )

@@ -61,15 +61,16 @@ STANDARD_KEYS: tuple[ActionKey, ...] = (
     ("logs", "complete_trace"),
     ("orchestrator", "finalize_run"),
 )
-# Topics a completion writes (never those of start: run.started, trace.started).
+# Topics a completion writes (never those of start: run.started, trace.started, nor
+# threshold.exceeded, which the step that crosses a budget writes).
 COMPLETION_TOPICS = frozenset(
     {
         "run.completed",
         "run.failed",
+        "run.cancelled",
         "incident.created",
         "policy.evaluated",
         "trace.completed",
-        "threshold.exceeded",
     }
 )
 

@@ -17,6 +17,8 @@ from runkernel.domain.pauses import (
     TimeoutBehaviour,
     close,
     escalate,
+    expiring_notice_due,
+    expiring_notified,
     moved_deadline,
     open_pause,
     paused_ms,
@@ -161,3 +163,20 @@ def test_the_liveness_deadline_moves_by_time_paused_but_an_open_pause_only_until
     open_one = _pause(PauseReason.MANUAL_PAUSE)  # paused at 100, expires at 1_100
     assert moved_deadline(5_000, [open_one], now_ms=600) == 5_000 + 500
     assert moved_deadline(5_000, [open_one], now_ms=10**9) == 5_000 + SLA
+
+
+def test_an_expiry_notice_is_due_once_per_expiry_inside_its_window() -> None:
+    pause = _pause(PauseReason.MANUAL_PAUSE, TimeoutBehaviour.ESCALATE)  # expires at 1100
+    before = 300
+    assert not expiring_notice_due(pause, 799, before)  # not yet in the window
+    assert expiring_notice_due(pause, 800, before)
+    assert expiring_notice_due(pause, 1099, before)
+    assert not expiring_notice_due(pause, 1100, before)  # expired: the timeout applies
+    told = expiring_notified(pause)
+    assert told.expiring_notified_for_ms == 1100
+    assert not expiring_notice_due(told, 900, before)  # once
+    assert not expiring_notice_due(pause, 900, 0)  # 0: notices are off
+    assert not expiring_notice_due(close(pause, 900, actor="a", outcome="resumed"), 950, before)
+    longer = escalate(told, 1100, SLA)  # an escalation's new expiry gets its own notice
+    assert not expiring_notice_due(longer, 1200, before)
+    assert expiring_notice_due(longer, longer.expires_at_ms - before, before)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from runkernel.domain import events
 from runkernel.domain.events import Deduplicator, Event, check_pattern, new_event, topic_matches
 
-# DESIGN.md, "Events and alerts", written out again by hand — deliberately not imported.
+# DESIGN.md, "Events and alerts", and issue 7 point 7 (run.pause_expiring, run.cancelled),
+# written out again by hand — deliberately not imported.
 DESIGN_TOPICS = {
     "run.started",
     "run.step.completed",
@@ -22,6 +23,8 @@ DESIGN_TOPICS = {
     "run.failed",
     "run.paused",
     "run.resumed",
+    "run.pause_expiring",
+    "run.cancelled",
     "incident.created",
     "incident.resolved",
     "policy.evaluated",

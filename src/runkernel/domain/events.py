@@ -24,6 +24,8 @@ RUN_COMPLETED = "run.completed"
 RUN_FAILED = "run.failed"
 RUN_PAUSED = "run.paused"
 RUN_RESUMED = "run.resumed"
+RUN_PAUSE_EXPIRING = "run.pause_expiring"
+RUN_CANCELLED = "run.cancelled"
 INCIDENT_CREATED = "incident.created"
 INCIDENT_RESOLVED = "incident.resolved"
 POLICY_EVALUATED = "policy.evaluated"
@@ -43,6 +45,8 @@ TOPICS = frozenset(
         RUN_FAILED,
         RUN_PAUSED,
         RUN_RESUMED,
+        RUN_PAUSE_EXPIRING,
+        RUN_CANCELLED,
         INCIDENT_CREATED,
         INCIDENT_RESOLVED,
         POLICY_EVALUATED,

@@ -104,6 +104,8 @@ class Pause:
     # The step the run paused before (None for pauses stored before it was recorded): an
     # APPROVAL_REQUIRED pause of step N that was resumed is the approval of step N.
     step_index: int | None = None
+    # The SLA expiry run.pause_expiring was sent for (an escalation sets a new expiry).
+    expiring_notified_for_ms: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -219,6 +221,23 @@ def timeout_action(pause: Pause, now_ms: int) -> TimeoutBehaviour | None:
     if pause.on_timeout is TimeoutBehaviour.ESCALATE and pause.escalations > 0:
         return TimeoutBehaviour.TERMINATE
     return pause.on_timeout
+
+
+def expiring_notice_due(pause: Pause, now_ms: int, notify_before_ms: int) -> bool:
+    """Whether ``run.pause_expiring`` is owed now: the pause is open, its expiry is at most
+    ``notify_before_ms`` away and not yet passed (an expired pause gets its timeout, not a
+    warning), and no notice was sent for this expiry. ``notify_before_ms`` ≤ 0: never."""
+    return (
+        notify_before_ms > 0
+        and pause.is_open
+        and pause.expires_at_ms - notify_before_ms <= now_ms < pause.expires_at_ms
+        and pause.expiring_notified_for_ms != pause.expires_at_ms
+    )
+
+
+def expiring_notified(pause: Pause) -> Pause:
+    """The pause with its current expiry's notice recorded as sent."""
+    return replace(pause, expiring_notified_for_ms=pause.expires_at_ms)
 
 
 def escalate(pause: Pause, now_ms: int, sla_ms: int) -> Pause:

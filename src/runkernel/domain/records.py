@@ -213,6 +213,19 @@ class Requests:
 
 
 @dataclass(frozen=True, slots=True)
+class StepRecorded:
+    """What storing a step answers the worker: what was asked of the run meanwhile, and
+    what ``domain.thresholds`` needs — where the run's agent stands once the step settled
+    (spent plus held; None when the step moved nothing of it) and the budgets the run has
+    already sent ``threshold.exceeded`` for."""
+
+    requests: Requests
+    agent_held_micros: int | None = None
+    agent_budget_micros: int | None = None
+    thresholds_crossed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A lease on a run: only the holder of ``epoch`` (the fencing token) may write.
 

@@ -44,6 +44,7 @@ from runkernel.services.completion import Finish, RunCompletionTransaction
 from runkernel.services.midrun import MidExecutionPolicyChecker, NextStep, RunWatch
 from runkernel.services.pauses import PauseManager
 from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
+from runkernel.services.thresholds import tell_crossings
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +183,12 @@ class RunExecutor:
                 return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
             record = self._run_step(run, claim, index, step, (params, refused), execution)
             with self._uow() as uow:
-                requests = uow.runs.record_step(
+                recorded = uow.runs.record_step(
                     claim, record, now_ms=record.finished_at_ms, reserved_micros=reserved
                 )
+                tell_crossings(uow, run, claim, record, recorded)
                 uow.commit()
+            requests = recorded.requests
             cost += record.cost_micros
             usage = usage + record.usage
             run = replace(run, steps=(*run.steps, record), cost_micros=cost, usage=usage)

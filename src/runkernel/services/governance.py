@@ -22,6 +22,7 @@ from runkernel.domain.lessons import derive_lessons
 from runkernel.domain.outcomes import RunOutcome
 from runkernel.domain.policy import evaluate
 from runkernel.domain.risk import RiskLevel, risk_level
+from runkernel.domain.runs import RunStatus
 from runkernel.domain.traces import TraceStatus
 from runkernel.errors import ConfigurationError, InvariantError
 from runkernel.services.ports import UnitOfWork
@@ -175,14 +176,28 @@ class RunGovernanceFacade:
         self.traces.complete(uow, trace_status, sink_error, journal)
         check("trace")
         self.lessons.derive(uow, outcome, journal)
+        # threshold.exceeded is not decided here: it is news when a step crosses a budget's
+        # threshold (``domain.thresholds``, written with the step), not at the end.
         risk = risk_level(outcome)
-        if risk is not RiskLevel.NORMAL:
-            journal.event(events.THRESHOLD_EXCEEDED, risk_level=risk.value)
         journal.results["risk_level"] = risk.value
         journal.ack("orchestrator", "finalize_run", journal.run_id, status=outcome.status.value)
-        topic = events.RUN_COMPLETED if outcome.succeeded else events.RUN_FAILED
-        journal.event(topic, status=outcome.status.value, error_code=outcome.error_code)
+        journal.event(
+            verdict_topic(outcome.status),
+            status=outcome.status.value,
+            error_code=outcome.error_code,
+        )
         return risk
+
+
+def verdict_topic(status: RunStatus) -> str:
+    """The one event that says how a run ended: completed, cancelled (queued or stopped at
+    a step boundary, whoever asked) or failed. Every final run goes through
+    ``record_final`` exactly once (its evaluation is unique), so each is sent once."""
+    if status is RunStatus.SUCCEEDED:
+        return events.RUN_COMPLETED
+    if status is RunStatus.CANCELLED:
+        return events.RUN_CANCELLED
+    return events.RUN_FAILED
 
 
 def _no_fault(_point: str) -> None:

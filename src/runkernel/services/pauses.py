@@ -44,12 +44,14 @@ class PauseManager:
         completion: RunCompletionTransaction,
         *,
         sla_s: float,
+        notify_before_s: float = 0,
         wakeup: WakeupSignal | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._completion = completion
         self._sla_ms = int(sla_s * 1000)
+        self._notify_before_ms = int(notify_before_s * 1000)
         self._wakeup = wakeup
 
     # -- pausing --------------------------------------------------------------------
@@ -191,8 +193,10 @@ class PauseManager:
 
     # -- expiry ---------------------------------------------------------------------
     def check_timeouts(self, *, limit: int = 100) -> int:
-        """Apply the timeout behaviour of every expired pause; returns how many."""
+        """Send ``run.pause_expiring`` for pauses about to expire (:meth:`notify_expiring`),
+        then apply the timeout behaviour of every expired pause; returns how many expired."""
         now = self._clock.now_ms()
+        self.notify_expiring(now, limit=limit)
         with self._uow(read_only=True) as uow:
             expired = uow.pauses.expired(now, limit=limit)
         handled = 0
@@ -202,6 +206,44 @@ class PauseManager:
             except Exception:  # one run's failure must not stop the others' timeouts
                 log.exception("pause timeout of run %s failed", pause.run_id)
         return handled
+
+    def notify_expiring(self, now: int, *, limit: int = 100) -> int:
+        """One ``run.pause_expiring`` per pause expiry, ``notify_before_s`` ahead of it; the
+        notice is stored on the pause with the event, so a restart neither repeats nor
+        loses it. Returns how many were sent."""
+        if self._notify_before_ms <= 0:
+            return 0
+        with self._uow(read_only=True) as uow:
+            due = uow.pauses.expiring(now, self._notify_before_ms, limit=limit)
+        sent = 0
+        for candidate in due:
+            try:
+                sent += self._notify(candidate.run_id, now)
+            except Exception:  # one run's failure must not keep the others' notices back
+                log.exception("pause expiry notice of run %s failed", candidate.run_id)
+        return sent
+
+    def _notify(self, run_id: str, now: int) -> int:
+        with self._uow() as uow:
+            uow.runs.lock(run_id)  # one notice, whichever sweeper gets here first
+            pause = uow.pauses.open_for(run_id)
+            if pause is None or not domain.expiring_notice_due(pause, now, self._notify_before_ms):
+                return 0  # resumed, expired or told meanwhile
+            run = uow.runs.get_for_worker(run_id)
+            if run is None:
+                return 0
+            uow.pauses.save(domain.expiring_notified(pause))
+            event = _event(
+                events.RUN_PAUSE_EXPIRING,
+                run.tenant_id,
+                pause,
+                now,
+                expires_in_ms=pause.expires_at_ms - now,
+                on_timeout=pause.on_timeout.value,
+            )
+            uow.outbox.add([event])
+            uow.commit()
+        return 1
 
     def _time_out(self, run_id: str, now: int) -> int:
         acks: list[DomainAck] = []

@@ -25,10 +25,10 @@ from runkernel.domain.records import (
     Claim,
     OperatorKey,
     Principal,
-    Requests,
     Role,
     Run,
     StepRecord,
+    StepRecorded,
     Tenant,
     TenantStatus,
 )
@@ -147,7 +147,10 @@ class RunRepository(Protocol):
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
-    ) -> Requests: ...
+    ) -> StepRecorded: ...
+    def mark_thresholds(self, claim: Claim, budgets: frozenset[str]) -> None:
+        """Remember (fenced) the budgets whose threshold.exceeded the run has sent."""
+
     def finish(
         self,
         claim: Claim,
@@ -167,6 +170,9 @@ class PauseRepository(Protocol):
     def for_run(self, run_id: str) -> list[Pause]: ...
     def open_for(self, run_id: str) -> Pause | None: ...
     def expired(self, now_ms: int, *, limit: int = 100) -> list[Pause]: ...
+    def expiring(self, now_ms: int, notify_before_ms: int, *, limit: int = 100) -> list[Pause]:
+        """Open pauses about to expire whose current expiry had no notice yet."""
+
     def request_pause(self, tenant_id: str, run_id: str, now_ms: int, *, by: str) -> bool: ...
     def requested_by(self, run_id: str) -> str | None: ...
     def pause(self, claim: Claim, transition: Transition) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, insert, or_, select, update
 
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.tables import agents, run_pauses, run_transitions, runs
@@ -67,6 +67,26 @@ class SqlPauseRepository:
             select(run_pauses)
             .where(run_pauses.c.ended_at_ms.is_(None), run_pauses.c.expires_at_ms <= now_ms)
             .order_by(run_pauses.c.expires_at_ms, run_pauses.c.run_id)
+            .limit(limit)
+        )
+        return [_pause(r) for r in rows]
+
+    def expiring(self, now_ms: int, notify_before_ms: int, *, limit: int = 100) -> list[Pause]:
+        """Open pauses expiring within ``notify_before_ms`` (not yet expired) whose
+        current expiry has had no ``run.pause_expiring`` notice, soonest first."""
+        p = run_pauses.c
+        rows = self._conn.execute(
+            select(run_pauses)
+            .where(
+                p.ended_at_ms.is_(None),
+                p.expires_at_ms > now_ms,
+                p.expires_at_ms <= now_ms + notify_before_ms,
+                or_(
+                    p.expiring_notified_for_ms.is_(None),
+                    p.expiring_notified_for_ms != p.expires_at_ms,
+                ),
+            )
+            .order_by(p.expires_at_ms, p.run_id)
             .limit(limit)
         )
         return [_pause(r) for r in rows]
@@ -185,6 +205,7 @@ def _values(p: Pause) -> dict[str, Any]:
         "ended_by": p.ended_by,
         "outcome": p.outcome,
         "step_index": p.step_index,
+        "expiring_notified_for_ms": p.expiring_notified_for_ms,
     }
 
 
@@ -212,4 +233,5 @@ def _pause(r: Row[Any]) -> Pause:
         ended_by=r.ended_by,
         outcome=r.outcome,
         step_index=r.step_index,
+        expiring_notified_for_ms=r.expiring_notified_for_ms,
     )

@@ -38,7 +38,8 @@ RESERVE = text(
 )
 
 # The step's reservation becomes its recorded cost, which the agent holds until the run
-# is final and pays for it (FINISH).
+# is final and pays for it (FINISH). What the agent holds after it comes back for the
+# threshold check: from the settling UPDATE, else the statement's snapshot of the row.
 RECORD_STEP = text(
     f"""
     WITH advanced AS (
@@ -50,11 +51,12 @@ RECORD_STEP = text(
             reserved_micros = 0,
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cancel_requested, pause_requested
+        RETURNING id, agent_id, cancel_requested, pause_requested, thresholds_crossed
     ), settled AS (
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve_delta
         FROM advanced
         WHERE agents.id = advanced.agent_id AND :p_reserve_delta <> 0
+        RETURNING agents.spent_micros + agents.reserved_micros AS held
     ), step AS (
         INSERT INTO run_steps (
             run_id, step_index, step_id, skill, status, input, output, input_tokens,
@@ -65,7 +67,12 @@ RECORD_STEP = text(
             :finished_at_ms
         FROM advanced
     )
-    SELECT cancel_requested, pause_requested FROM advanced
+    SELECT a.cancel_requested, a.pause_requested, a.thresholds_crossed,
+        CASE WHEN :p_cost = 0 THEN NULL
+            ELSE COALESCE((SELECT held FROM settled), ag.spent_micros + ag.reserved_micros)
+        END AS agent_held,
+        ag.budget_micros AS agent_budget
+    FROM advanced a JOIN agents ag ON ag.id = a.agent_id
     """
 ).bindparams(bindparam("input", type_=JSONB), bindparam("output", type_=JSONB))
 

@@ -18,7 +18,7 @@ from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
 from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
-from runkernel.domain.records import Claim, Requests, Run, StepRecord
+from runkernel.domain.records import Claim, Requests, Run, StepRecord, StepRecorded
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
 
@@ -42,7 +42,12 @@ _RECORD_STEP = (
         reserved_micros=0,
         updated_at_ms=bindparam("p_now"),
     )
-    .returning(runs.c.cancel_requested, runs.c.pause_requested, runs.c.agent_id)
+    .returning(
+        runs.c.cancel_requested,
+        runs.c.pause_requested,
+        runs.c.agent_id,
+        runs.c.thresholds_crossed,
+    )
 )
 _RESERVE_RUN = (
     update(runs)
@@ -63,10 +68,20 @@ _RESERVE_AGENT = (
 )
 # The step's reservation becomes its recorded cost, which the agent holds until the run
 # is final and pays for it (_SETTLE).
+_AGENT_HELD = (agents.c.spent_micros + agents.c.reserved_micros).label("held")
 _SETTLE_STEP = (
     update(agents)
     .where(agents.c.id == bindparam("p_agent_id"))
     .values(reserved_micros=agents.c.reserved_micros + bindparam("p_reserve_delta"))
+    .returning(_AGENT_HELD, agents.c.budget_micros)
+)
+_AGENT_POSITION = select(_AGENT_HELD, agents.c.budget_micros).where(
+    agents.c.id == bindparam("p_agent_id")
+)
+_MARK_THRESHOLDS = (
+    update(runs)
+    .where(_FENCE)
+    .values(thresholds_crossed=bindparam("p_crossed", type_=runs.c.thresholds_crossed.type))
 )
 _FINISH = (
     update(runs)
@@ -278,13 +293,14 @@ class SqlRunRepository:
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
-    ) -> Requests:
+    ) -> StepRecorded:
         """Store a finished step and advance the run past it, or raise ``LeaseLostError``;
         the step's reservation (``reserved_micros``, what :meth:`reserve` held for it)
         settles to its cost in the same statement(s).
 
         Returns whether a cancel or a pause was requested meanwhile, so the worker learns
-        of it without another query."""
+        of it without another query, and where the agent stands for the threshold check
+        (read only when the step cost something: otherwise it moved nothing)."""
         params = {
             "p_next_step": step.step_index + 1,
             "p_input_tokens": step.usage.input_tokens,
@@ -297,14 +313,28 @@ class SqlRunRepository:
             row = self._fenced_row(
                 postgres.RECORD_STEP, claim, **params, p_reserve_delta=delta, **_step_values(step)
             )
+            held, budget = row.agent_held, row.agent_budget
         else:
             row = self._fenced_row(_RECORD_STEP, claim, **params)
+            agent = None
             if delta:
-                self._conn.execute(
+                agent = self._conn.execute(
                     _SETTLE_STEP, {"p_agent_id": row.agent_id, "p_reserve_delta": delta}
-                )
+                ).first()
+            elif step.cost_micros:
+                agent = self._conn.execute(_AGENT_POSITION, {"p_agent_id": row.agent_id}).first()
             self._conn.execute(_INSERT_STEP, _step_values(step))
-        return Requests(cancel=bool(row.cancel_requested), pause=bool(row.pause_requested))
+            held, budget = (None, None) if agent is None else (agent.held, agent.budget_micros)
+        return StepRecorded(
+            Requests(cancel=bool(row.cancel_requested), pause=bool(row.pause_requested)),
+            agent_held_micros=None if held is None else int(held),
+            agent_budget_micros=None if budget is None else int(budget),
+            thresholds_crossed=frozenset(row.thresholds_crossed or ()),
+        )
+
+    def mark_thresholds(self, claim: Claim, budgets: frozenset[str]) -> None:
+        """Remember the budgets whose threshold.exceeded the run has sent (fenced)."""
+        self._fenced_count(_MARK_THRESHOLDS, claim, p_crossed=sorted(budgets))
 
     def finish(
         self,
@@ -347,6 +377,10 @@ class SqlRunRepository:
             _GOVERNANCE_STATUS,
             {"p_run_id": run_id, "p_risk": risk_level, "p_observability": observability_status},
         )
+
+    def _fenced_count(self, statement: Any, claim: Claim, **params: Any) -> None:
+        if self._conn.execute(statement, {**_fence(claim), **params}).rowcount != 1:
+            raise _lost(claim)
 
     def _fenced(self, statement: Any, claim: Claim, **params: Any) -> bool:
         return bool(self._fenced_row(statement, claim, **params).cancel_requested)

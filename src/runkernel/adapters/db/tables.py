@@ -115,6 +115,9 @@ runs = Table(
     # Set when a paused run's resume is granted: it waits for a worker to claim it.
     Column("resume_requested_at_ms", BigInteger),
     Column("pause_requested_by", String(200)),  # who asked for the pause (the actor)
+    # The budgets (domain.thresholds names) whose threshold.exceeded this run has sent,
+    # so each is sent once per run; NULL while none.
+    Column("thresholds_crossed", Json),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("started_at_ms", BigInteger),
@@ -204,6 +207,9 @@ run_pauses = Table(
     Column("ended_by", String(200)),
     Column("outcome", String(16)),
     Column("step_index", Integer),  # the step the run paused before
+    # The SLA expiry that run.pause_expiring was sent for: once per expiry, and again for
+    # the longer one an escalation sets.
+    Column("expiring_notified_for_ms", BigInteger),
     Index("ix_run_pauses_open_expiry", "ended_at_ms", "expires_at_ms"),
 )
 

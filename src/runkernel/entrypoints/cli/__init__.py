@@ -44,7 +44,7 @@ app.add_typer(keys.keys_app, name="keys", no_args_is_help=True)
 app.add_typer(operators.operators_app, name="operators", no_args_is_help=True)
 app.add_typer(remote.agents_app, name="agents")
 app.command()(remote.submit)
-app.command()(remote.runs)
+app.add_typer(remote.runs_app, name="runs")
 app.command()(remote.show)
 app.command("demo")(demo.demo_command)
 

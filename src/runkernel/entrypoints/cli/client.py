@@ -86,6 +86,19 @@ class ApiClient:
     def cancel_run(self, run_id: str) -> JsonObject:
         return self._object("POST", f"/api/v1/runs/{run_id}/cancel")
 
+    def pause_run(self, run_id: str) -> JsonObject:
+        return self._object("POST", f"/api/v1/runs/{run_id}/pause")
+
+    def resume_run(self, run_id: str, note: str | None = None) -> JsonObject:
+        return self._object("POST", f"/api/v1/runs/{run_id}/resume", json=_note(note))
+
+    def reject_run(self, run_id: str, note: str | None = None) -> JsonObject:
+        return self._object("POST", f"/api/v1/runs/{run_id}/reject", json=_note(note))
+
+    def update_agent(self, agent_id: str, changes: JsonObject) -> JsonObject:
+        """PATCH the given fields only; an absent field keeps its value."""
+        return self._object("PATCH", f"/api/v1/agents/{agent_id}", json=changes)
+
     def wait(
         self,
         run_id: str,
@@ -151,6 +164,10 @@ class ApiClient:
             raise CliError(
                 f"{method} {self.url}{path}: {_reason(exc)}", code="request_failed"
             ) from exc
+
+
+def _note(note: str | None) -> JsonObject:
+    return {} if note is None else {"note": note}
 
 
 def _retry_after_s(response: httpx.Response) -> float:
