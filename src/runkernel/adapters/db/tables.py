@@ -131,8 +131,8 @@ runs = Table(
         "ix_runs_claimable",
         "status",
         "id",
-        postgresql_where=text("status IN ('queued', 'running')"),
-        sqlite_where=text("status IN ('queued', 'running')"),
+        postgresql_where=text("status IN ('queued', 'running', 'paused')"),
+        sqlite_where=text("status IN ('queued', 'running', 'paused')"),
     ),
 )
 

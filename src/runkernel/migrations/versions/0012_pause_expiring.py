@@ -1,7 +1,7 @@
 """notices sent once: run.pause_expiring per pause expiry, threshold.exceeded per budget
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01
 
 ``run_pauses.expiring_notified_for_ms`` is the SLA expiry a ``run.pause_expiring`` notice
