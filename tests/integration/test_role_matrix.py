@@ -35,6 +35,7 @@ STATED: dict[str, set[str]] = {
     "cancel_run": {"admin", "user"},
     "read_agents": {"admin", "user"},
     "create_agent": {"admin"},
+    "change_agent": {"admin"},
     "read_policies": {"admin", "user"},
     "change_policies": {"admin"},
     "read_incidents": {"admin", "user"},
@@ -151,6 +152,15 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
             "/api/v1/agents",
             201,
             body=lambda w: {"name": f"a-{secrets.token_hex(4)}", "budget_usd": 1},
+        )
+    ],
+    Permission.CHANGE_AGENT: [
+        Endpoint(
+            "PATCH",
+            "/api/v1/agents/{agent_id}",
+            200,
+            lambda w: {"agent_id": w.agent_id},
+            body=lambda w: {"budget_usd": 100},
         )
     ],
     Permission.READ_POLICIES: [
@@ -315,6 +325,7 @@ README_ROWS = {
     "cancel a run": "cancel_run",
     "read agents": "read_agents",
     "create an agent (sets a budget)": "create_agent",
+    "change an agent's budget, on_budget or max_concurrent_runs": "change_agent",
     "read policy rules": "read_policies",
     "create, change or retire a policy rule": "change_policies",
     "read incidents": "read_incidents",

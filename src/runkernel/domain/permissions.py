@@ -39,6 +39,7 @@ class Permission(StrEnum):
     CANCEL_RUN = "cancel_run"
     READ_AGENTS = "read_agents"
     CREATE_AGENT = "create_agent"
+    CHANGE_AGENT = "change_agent"  # its budget, on_budget, max_concurrent_runs
     READ_POLICIES = "read_policies"
     CHANGE_POLICIES = "change_policies"  # create, change, retire
     READ_INCIDENTS = "read_incidents"
@@ -64,6 +65,7 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.CANCEL_RUN: _TENANT,
     Permission.READ_AGENTS: _TENANT,
     Permission.CREATE_AGENT: _ADMIN,
+    Permission.CHANGE_AGENT: _ADMIN,
     Permission.READ_POLICIES: _TENANT,
     Permission.CHANGE_POLICIES: _ADMIN,
     Permission.READ_INCIDENTS: _TENANT,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.runs import Phase, RunStatus, Transition
 from runkernel.domain.skills import Usage
 from runkernel.errors import PermissionDeniedError
@@ -112,6 +113,8 @@ class Agent:
     created_at_ms: int
     # Held by steps in flight and by the recorded cost of runs not yet final.
     reserved_micros: int = 0
+    on_budget: OnBudget = OnBudget.TERMINATE
+    max_concurrent_runs: int | None = None  # None: unlimited
 
 
 @dataclass(frozen=True, slots=True)

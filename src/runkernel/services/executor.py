@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runkernel.domain import budgets
+from runkernel.domain.budgets import OnBudget
+from runkernel.domain.pauses import PauseReason
 from runkernel.domain.plans import (
     OnError,
     Plan,
@@ -36,7 +38,7 @@ from runkernel.domain.plans import (
 )
 from runkernel.domain.records import Claim, Requests, Run, RunBudget, StepRecord
 from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
-from runkernel.domain.skills import SkillContext, SkillResult, Usage
+from runkernel.domain.skills import Lowered, SkillContext, SkillResult, Usage
 from runkernel.domain.storable import SizeLimit, bounded, omitted, printable, too_large
 from runkernel.errors import LeaseLostError, StorageUnavailableError, TransactionFailed
 from runkernel.services.completion import Finish, RunCompletionTransaction
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # An error message quotes what a skill saw (a URL, a body); this much of it is kept.
 MAX_ERROR_CHARS = 4000
+# How often a capped step re-reads what is left when concurrent runs took it first.
+CAP_TRIES = 3
 
 
 class Execution:
@@ -89,6 +93,7 @@ class RunExecutor:
         completion_retries: int = 3,
         default_step_cost_micros: int = 0,
         pauses: PauseManager | None = None,
+        cap_min_tokens: int = 16,
     ) -> None:
         self._uow = uow
         self._skills = skills
@@ -100,6 +105,7 @@ class RunExecutor:
         self._completion_retries = completion_retries
         self._default_cost = default_step_cost_micros
         self._pauses = pauses
+        self._cap_min_tokens = cap_min_tokens
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -169,11 +175,19 @@ class RunExecutor:
             params, refused = self._input(step, outputs)
             reserved = 0 if refused is not None else self._worst_case(step, params)
             refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, reserved)
+            own_limit = refusal is not None
             if refusal is None and not self._reserve(claim, reserved):
                 refusal = budgets.agent_refusal(reserved)
+            capped: Lowered | None = None
             if refusal is not None:
-                return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
+                over = self._over_budget(run, claim, step, params, cost, own_limit, refusal)
+                if isinstance(over, str):
+                    return over
+                capped, reserved = over
+                params = capped.params
             record = self._run_step(run, claim, index, step, (params, refused), execution)
+            if capped is not None:
+                record = replace(record, input={**capped.params, "budget_cap": capped.note})
             with self._uow() as uow:
                 requests = uow.runs.record_step(
                     claim, record, now_ms=record.finished_at_ms, reserved_micros=reserved
@@ -191,6 +205,52 @@ class RunExecutor:
         estimated = self._skills.estimate(step.skill, params)
         per_call = budgets.per_call(estimated, step.estimated_cost_micros, self._default_cost)
         return budgets.worst_case(per_call, step.retries)
+
+    def _over_budget(
+        self,
+        run: Run,
+        claim: Claim,
+        step: Step,
+        params: Any,
+        cost: int,
+        own_limit: bool,
+        refusal: str,
+    ) -> str | tuple[Lowered, int]:
+        """A step whose reservation did not fit, by its agent's ``on_budget``: the run's
+        outcome (terminated, paused), or the lowered params and what they reserved (cap).
+
+        A run's own ``max_cost_usd`` cannot be raised, so a pause never waits on it."""
+        with self._uow(read_only=True) as uow:
+            mode, agent_left = uow.runs.budget_left(claim)
+        if mode is OnBudget.PAUSE and not own_limit and self._pauses is not None:
+            self._pauses.pause_at_boundary(
+                run,
+                claim,
+                PauseReason.BUDGET_WARNING,
+                message=f"{refusal} (on_budget pause: raise the budget, then resume)",
+                violations=("BUDGET_EXCEEDED",),
+            )
+            return "paused"
+        if mode is not OnBudget.CAP:
+            return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
+        for _ in range(CAP_TRIES):
+            left = agent_left
+            if run.budget.max_cost_micros is not None:
+                left = min(left, run.budget.max_cost_micros - cost)
+            share = budgets.per_call_share(left, step.retries)
+            lowered = self._skills.lower(step.skill, params, share)
+            if lowered is None or lowered.max_tokens < self._cap_min_tokens:
+                tokens = None if lowered is None else lowered.max_tokens
+                message = budgets.cap_refusal(refusal, tokens, self._cap_min_tokens)
+                return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
+            reserved = self._worst_case(step, lowered.params)
+            # Reserved by the same conditional UPDATE: what was read is only a guess.
+            if reserved <= left and self._reserve(claim, reserved):
+                return lowered, reserved
+            with self._uow(read_only=True) as uow:
+                mode, agent_left = uow.runs.budget_left(claim)
+        message = f"{refusal}; concurrent runs kept taking what was left (on_budget cap)"
+        return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
 
     def _reserve(self, claim: Claim, micros: int) -> bool:
         """Hold ``micros`` of the agent's budget in a transaction of its own, so no row lock

@@ -13,6 +13,7 @@ from runkernel.domain.audit import (
     ReconciliationResult,
     ReconciliationStatus,
 )
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
@@ -32,7 +33,7 @@ from runkernel.domain.records import (
     TenantStatus,
 )
 from runkernel.domain.runs import Transition
-from runkernel.domain.skills import SkillContext, SkillResult
+from runkernel.domain.skills import Lowered, SkillContext, SkillResult
 from runkernel.domain.traces import Trace
 
 
@@ -65,6 +66,10 @@ class SkillCatalog(Protocol):
     def estimate(self, name: str, params: Mapping[str, Any]) -> int | None:
         """The most one call of ``name`` with the rendered ``params`` may cost, in micros;
         None if the skill cannot tell (the step's declared estimate or the default applies)."""
+
+    def lower(self, name: str, params: Mapping[str, Any], per_call_micros: int) -> Lowered | None:
+        """The rendered ``params`` changed so that one call costs at most ``per_call_micros``
+        (an LLM's ``max_tokens`` cut), or None if the skill cannot be lowered."""
 
     def invoke(self, name: str, params: Mapping[str, Any], context: SkillContext) -> SkillResult:
         """Call the skill. A raised ``SkillError`` or ``SkillResult.error`` fails the step;
@@ -107,6 +112,9 @@ class OperatorKeyRepository(Protocol):
 
 class AgentRepository(Protocol):
     def add(self, agent: Agent) -> None: ...
+    def update(self, agent: Agent) -> None:
+        """Write the agent's settings, never its spend or reservations."""
+
     def get(self, tenant_id: str, agent_id: str) -> Agent | None: ...
     def get_by_name(self, tenant_id: str, name: str) -> Agent | None: ...
     def for_tenant(self, tenant_id: str) -> list[Agent]: ...
@@ -143,6 +151,9 @@ class RunRepository(Protocol):
     def reserve(self, claim: Claim, micros: int) -> bool:
         """Atomically hold ``micros`` of the agent's budget for the next step; False if
         spend + reservations + ``micros`` would pass it (roll back, then)."""
+
+    def budget_left(self, claim: Claim) -> tuple[OnBudget, int]:
+        """The run's agent's ``on_budget`` and what is left of its budget (a read)."""
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0

@@ -18,6 +18,8 @@ from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
 from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
+from runkernel.domain import budgets
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.records import Claim, Requests, Run, StepRecord
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
@@ -275,6 +277,23 @@ class SqlRunRepository:
             raise _lost(claim)
         fits = self._conn.execute(_RESERVE_AGENT, {**params, "p_agent_id": held.agent_id})
         return fits.rowcount == 1
+
+    def budget_left(self, claim: Claim) -> tuple[OnBudget, int]:
+        """The run's agent's ``on_budget`` and what is left of its budget now, once its
+        spend and every reservation are counted: a guess, which only the conditional
+        :meth:`reserve` may act on."""
+        row = self._conn.execute(
+            select(
+                agents.c.on_budget,
+                agents.c.budget_micros,
+                agents.c.spent_micros,
+                agents.c.reserved_micros,
+            )
+            .select_from(agents.join(runs, runs.c.agent_id == agents.c.id))
+            .where(runs.c.id == claim.run_id)
+        ).one()
+        left = budgets.left(row.budget_micros, row.spent_micros, row.reserved_micros)
+        return OnBudget(row.on_budget), left
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0

@@ -71,6 +71,10 @@ agents = Table(
     # a step may start only if spent + reserved + its reservation fits the budget.
     Column("reserved_micros", BigInteger, nullable=False, server_default="0"),
     Column("created_at_ms", BigInteger, nullable=False),
+    # What a step whose reservation does not fit does (domain.budgets.OnBudget).
+    Column("on_budget", String(20), nullable=False, server_default="terminate"),
+    # How many of the agent's runs may execute at once; NULL: unlimited.
+    Column("max_concurrent_runs", Integer, nullable=True),
     UniqueConstraint("tenant_id", "name", name="uq_agents_tenant_name"),
 )
 

@@ -130,6 +130,21 @@ class SqlAgentRepository:
                 budget_micros=agent.budget_micros,
                 spent_micros=agent.spent_micros,
                 created_at_ms=agent.created_at_ms,
+                on_budget=agent.on_budget.value,
+                max_concurrent_runs=agent.max_concurrent_runs,
+            )
+        )
+
+    def update(self, agent: Agent) -> None:
+        """Write the agent's settings (budget, on_budget, max_concurrent_runs); its spend
+        and reservations are the workers' and are left as they are."""
+        self._conn.execute(
+            update(agents)
+            .where(agents.c.tenant_id == agent.tenant_id, agents.c.id == agent.id)
+            .values(
+                budget_micros=agent.budget_micros,
+                on_budget=agent.on_budget.value,
+                max_concurrent_runs=agent.max_concurrent_runs,
             )
         )
 
