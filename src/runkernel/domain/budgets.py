@@ -8,6 +8,7 @@ share is reserved by one conditional UPDATE in the database, never read then wri
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -85,3 +86,15 @@ def output_tokens_affordable(
     if room < 0 or output_price <= 0:
         return 0
     return room // output_price
+
+
+def month_of(now_ms: int) -> str:
+    """The UTC calendar month a reservation made at ``now_ms`` is held in: ``"2026-12"``."""
+    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m")
+
+
+def tenant_refusal(reservation: int) -> str:
+    return (
+        f"the step may cost up to {reservation} micros, more than is left of the tenant's "
+        "monthly cost cap once this month's spend and reservations are counted"
+    )

@@ -257,8 +257,9 @@ class RunExecutor:
         is held while the step runs; a step that may cost nothing touches no agent row."""
         if micros == 0:
             return True
+        month = budgets.month_of(self._clock.now_ms())
         with self._uow() as uow:
-            fits = uow.runs.reserve(claim, micros)
+            fits = uow.runs.reserve(claim, micros, month=month)
             if fits:
                 uow.commit()
         return fits

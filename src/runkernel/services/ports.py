@@ -148,9 +148,10 @@ class RunRepository(Protocol):
     def claim(self, worker_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Run]: ...
     def renew_lease(self, claim: Claim, now_ms: int, lease_ms: int) -> bool: ...
     def release(self, claim: Claim, now_ms: int) -> bool: ...
-    def reserve(self, claim: Claim, micros: int) -> bool:
-        """Atomically hold ``micros`` of the agent's budget for the next step; False if
-        spend + reservations + ``micros`` would pass it (roll back, then)."""
+    def reserve(self, claim: Claim, micros: int, *, month: str | None = None) -> bool:
+        """Atomically hold ``micros`` of the agent's budget and of the tenant's month for
+        the next step; False if spend + reservations + ``micros`` would pass either (roll
+        back, then)."""
 
     def budget_left(self, claim: Claim) -> tuple[OnBudget, int]:
         """The run's agent's ``on_budget`` and what is left of its budget (a read)."""

@@ -68,14 +68,16 @@ _STARTS_FOUND = f"""
         ) AS rank
         FROM candidates
     ), found AS (
-        SELECT ranked.id, ranked.from_phase, ranked.from_status, ranked.agent_id, ranked.held
+        SELECT ranked.id, ranked.from_phase, ranked.from_status, ranked.agent_id, ranked.held,
+            ranked.tenant_id, ranked.spend_month
         FROM ranked JOIN agents ON agents.id = ranked.agent_id
         WHERE ranked.from_status = 'running' OR agents.max_concurrent_runs IS NULL
             OR ranked.rank <= agents.max_concurrent_runs - {_BUSY.format(agent="ranked.agent_id")}
     )
 """
 _CANDIDATES = f"""
-    SELECT id, phase AS from_phase, status AS from_status, agent_id, reserved_micros AS held
+    SELECT id, phase AS from_phase, status AS from_status, agent_id, reserved_micros AS held,
+        tenant_id, spend_month
     FROM runs
     WHERE ({_CLAIMABLE}) AND {_UNDER_LIMIT}
     ORDER BY id LIMIT :limit
@@ -128,6 +130,13 @@ _POSTGRES = text(
             SELECT agent_id, SUM(held) AS held FROM found WHERE held <> 0 GROUP BY agent_id
         ) AS dead
         WHERE agents.id = dead.agent_id
+    ), month_released AS (
+        UPDATE tenant_spend SET reserved_micros = tenant_spend.reserved_micros - dead.held
+        FROM (
+            SELECT tenant_id, spend_month, SUM(held) AS held FROM found
+            WHERE held <> 0 GROUP BY tenant_id, spend_month
+        ) AS dead
+        WHERE tenant_spend.tenant_id = dead.tenant_id AND tenant_spend.month = dead.spend_month
     ), claim_log AS (
         INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
         SELECT id, claim_epoch, attempt, :worker, :now FROM claimed
@@ -157,6 +166,20 @@ _SQLITE_RELEASE = text(
     WHERE id IN (SELECT agent_id FROM runs WHERE id IN :ids AND reserved_micros <> 0)
     """
 ).bindparams(bindparam("ids", expanding=True))
+_SQLITE_RELEASE_MONTH = text(
+    """
+    UPDATE tenant_spend SET reserved_micros = reserved_micros - (
+        SELECT SUM(runs.reserved_micros) FROM runs
+        WHERE runs.tenant_id = tenant_spend.tenant_id AND runs.spend_month = tenant_spend.month
+            AND runs.id IN :ids
+    )
+    WHERE EXISTS (
+        SELECT 1 FROM runs
+        WHERE runs.tenant_id = tenant_spend.tenant_id AND runs.spend_month = tenant_spend.month
+            AND runs.id IN :ids AND runs.reserved_micros <> 0
+    )
+    """
+).bindparams(bindparam("ids", expanding=True))
 _SQLITE_LOG_CLAIMS = text(
     """
     INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
@@ -181,6 +204,7 @@ def claim_next_runs(
             return []
         claimed = {**params, "ids": list(found_in)}
         conn.execute(_SQLITE_RELEASE, claimed)
+        conn.execute(_SQLITE_RELEASE_MONTH, claimed)
         rows = sorted(conn.execute(_SQLITE_CLAIM, claimed), key=lambda r: str(r.id))
         conn.execute(_SQLITE_LOG_CLAIMS, claimed)
     transitions = []

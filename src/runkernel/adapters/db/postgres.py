@@ -22,9 +22,10 @@ _FENCE = """
 RESERVE = text(
     f"""
     WITH held AS (
-        UPDATE runs SET reserved_micros = reserved_micros + :p_reserve
+        UPDATE runs SET reserved_micros = reserved_micros + :p_reserve,
+            spend_month = COALESCE(spend_month, :p_month)
         WHERE {_FENCE}
-        RETURNING agent_id
+        RETURNING agent_id, tenant_id, spend_month
     ), agent AS (
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve
         FROM held
@@ -33,7 +34,7 @@ RESERVE = text(
                 <= agents.budget_micros
         RETURNING agents.id
     )
-    SELECT (SELECT count(*) FROM agent) AS fits FROM held
+    SELECT (SELECT count(*) FROM agent) AS fits, tenant_id, spend_month FROM held
     """
 )
 
@@ -48,9 +49,10 @@ RECORD_STEP = text(
             output_tokens = output_tokens + :p_output_tokens,
             cost_micros = cost_micros + :p_cost,
             reserved_micros = 0,
+            spend_month = COALESCE(spend_month, :p_month),
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cancel_requested, pause_requested
+        RETURNING id, agent_id, tenant_id, spend_month, cancel_requested, pause_requested
     ), settled AS (
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve_delta
         FROM advanced
@@ -65,7 +67,7 @@ RECORD_STEP = text(
             :finished_at_ms
         FROM advanced
     )
-    SELECT cancel_requested, pause_requested FROM advanced
+    SELECT cancel_requested, pause_requested, tenant_id, spend_month FROM advanced
     """
 ).bindparams(bindparam("input", type_=JSONB), bindparam("output", type_=JSONB))
 
@@ -88,13 +90,20 @@ FINISH = text(
             updated_at_ms = :p_now,
             finished_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cost_micros, cancel_requested
+        RETURNING id, agent_id, tenant_id, spend_month, cost_micros, cancel_requested
     ), settled AS (
         UPDATE agents SET
             spent_micros = spent_micros + done.cost_micros,
             reserved_micros = reserved_micros - done.cost_micros - prior.held
         FROM done, prior
         WHERE agents.id = done.agent_id AND done.cost_micros + prior.held > 0
+    ), month_settled AS (
+        UPDATE tenant_spend SET
+            spent_micros = tenant_spend.spent_micros + done.cost_micros,
+            reserved_micros = tenant_spend.reserved_micros - done.cost_micros - prior.held
+        FROM done, prior
+        WHERE tenant_spend.tenant_id = done.tenant_id AND tenant_spend.month = done.spend_month
+            AND done.cost_micros + prior.held > 0
     ), recorded AS (
         INSERT INTO run_transitions
             (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)

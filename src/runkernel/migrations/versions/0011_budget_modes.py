@@ -1,5 +1,6 @@
 """what an agent does when a step's reservation does not fit (on_budget), and how many of
-its runs may execute at once (max_concurrent_runs)
+its runs may execute at once (max_concurrent_runs); a tenant's monthly cost cap and its
+spend per UTC month (tenant_spend), and the month a run's reservations are held in
 
 Revision ID: 0011
 Revises: 0009
@@ -18,6 +19,18 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("monthly_cost_micros", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("spend_month", sa.String(length=7), nullable=True))
+    op.create_table(
+        "tenant_spend",
+        sa.Column("tenant_id", sa.String(length=64), sa.ForeignKey("tenants.id"), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("spent_micros", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("reserved_micros", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.PrimaryKeyConstraint("tenant_id", "month"),
+    )
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("on_budget", sa.String(length=20), nullable=False, server_default="terminate")
@@ -27,6 +40,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("tenant_spend")
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_column("spend_month")
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.drop_column("monthly_cost_micros")
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.drop_column("max_concurrent_runs")
         batch_op.drop_column("on_budget")
