@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from conftest import ECHO_PLAN, TenantContext, auth, make_tenant
 from runkernel.bootstrap import Kernel
+from runkernel.config import Settings
 
 
 def test_create_list_and_get_an_agent(client: TestClient, tenant: TenantContext) -> None:
@@ -99,11 +100,11 @@ def test_an_agent_is_created_with_its_budget_mode_and_concurrency(
         headers=auth(tenant),
     ).json()
     assert (unlimited["on_budget"], unlimited["max_concurrent_runs"]) == ("terminate", None)
-    # Left out: RUNKERNEL_DEFAULT_MAX_CONCURRENT_RUNS (5).
+    # Left out: RUNKERNEL_DEFAULT_MAX_CONCURRENT_RUNS (unset in the tests' settings).
     default = client.post(
         "/api/v1/agents", json={"name": "plain", "budget_usd": 1}, headers=auth(tenant)
     ).json()
-    assert default["max_concurrent_runs"] == 5
+    assert default["max_concurrent_runs"] is None
     shown = client.get(f"/api/v1/agents/{made['id']}", headers=auth(tenant)).json()
     assert {k: shown[k] for k in ("budget_usd", "spent_usd", "reserved_usd")} == {
         "budget_usd": 1.0,
@@ -164,3 +165,14 @@ def test_patch_of_another_tenants_agent_is_404(
         client.get(f"/api/v1/agents/{other.agent.id}", headers=auth(other)).json()["budget_usd"]
         == 100.0
     )
+
+
+def test_an_agent_left_without_a_limit_gets_the_configured_default(kernel: Kernel) -> None:
+    from runkernel.services.tenancy import Tenancy
+
+    tenant = make_tenant(kernel)
+    tenancy = Tenancy(kernel.uow, kernel.clock, default_max_concurrent_runs=7)
+    assert tenancy.create_agent(tenant.principal, "seven", 1).max_concurrent_runs == 7
+    unlimited = tenancy.create_agent(tenant.principal, "free", 1, max_concurrent_runs=None)
+    assert unlimited.max_concurrent_runs is None
+    assert Settings.model_fields["default_max_concurrent_runs"].default == 5

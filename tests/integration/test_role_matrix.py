@@ -49,6 +49,7 @@ STATED: dict[str, set[str]] = {
     "manage_keys": {"admin"},
     "read_tenants": {"operator"},
     "suspend_tenant": {"operator"},
+    "set_tenant_limits": {"operator"},
 }
 
 
@@ -243,6 +244,15 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
         Endpoint("POST", "/api/v1/tenants/{tenant_id}/suspend", 200, World.other_tenant),
         Endpoint("POST", "/api/v1/tenants/{tenant_id}/reactivate", 200, World.other_tenant),
     ],
+    Permission.SET_TENANT_LIMITS: [
+        Endpoint(
+            "PUT",
+            "/api/v1/tenants/{tenant_id}/limits",
+            200,
+            World.other_tenant,
+            body=lambda w: {"monthly_cost_usd": None},
+        ),
+    ],
 }
 
 
@@ -339,6 +349,7 @@ README_ROWS = {
     "list, create, revoke and rotate the tenant's keys": "manage_keys",
     "read a tenant's status": "read_tenants",
     "suspend or reactivate a tenant": "suspend_tenant",
+    "set a tenant's monthly cost cap": "set_tenant_limits",
 }
 
 

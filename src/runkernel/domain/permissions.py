@@ -53,6 +53,7 @@ class Permission(StrEnum):
     MANAGE_KEYS = "manage_keys"  # list, create, revoke, rotate
     READ_TENANTS = "read_tenants"  # any tenant's status
     SUSPEND_TENANT = "suspend_tenant"  # suspend and reactivate any tenant
+    SET_TENANT_LIMITS = "set_tenant_limits"  # any tenant's monthly cost cap
 
 
 _TENANT = TENANT_KEY_ROLES  # every key of the tenant, never an operator's
@@ -79,6 +80,7 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.MANAGE_KEYS: _ADMIN,
     Permission.READ_TENANTS: _OPERATOR,
     Permission.SUSPEND_TENANT: _OPERATOR,
+    Permission.SET_TENANT_LIMITS: _OPERATOR,
 }
 
 KEPT_WHEN_SUSPENDED = frozenset(

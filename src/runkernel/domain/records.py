@@ -101,6 +101,16 @@ class Tenant:
     # "cli" for `runkernel tenants suspend|reactivate`). None while it never changed.
     status_changed_at_ms: int | None = None
     status_changed_by: str | None = None
+    monthly_cost_micros: int | None = None  # what its runs may cost per UTC month; None: no cap
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSpend:
+    """A tenant's spend in one UTC month: settled by final runs, held by the others."""
+
+    month: str
+    spent_micros: int = 0
+    reserved_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,7 +180,9 @@ class RunExecutor:
                 refusal = budgets.agent_refusal(reserved)
             capped: Lowered | None = None
             if refusal is not None:
-                over = self._over_budget(run, claim, step, params, cost, own_limit, refusal)
+                over = self._over_budget(
+                    run, claim, step, params, (cost, reserved), own_limit, refusal
+                )
                 if isinstance(over, str):
                     return over
                 capped, reserved = over
@@ -212,16 +214,26 @@ class RunExecutor:
         claim: Claim,
         step: Step,
         params: Any,
-        cost: int,
+        amounts: tuple[int, int],
         own_limit: bool,
         refusal: str,
     ) -> str | tuple[Lowered, int]:
         """A step whose reservation did not fit, by its agent's ``on_budget``: the run's
         outcome (terminated, paused), or the lowered params and what they reserved (cap).
 
-        A run's own ``max_cost_usd`` cannot be raised, so a pause never waits on it."""
+        ``amounts`` are the run's cost so far and what the step asked to reserve. A run's
+        own ``max_cost_usd`` cannot be raised, so a pause never waits on it; a refusal the
+        tenant's month explains better than the agent's budget names the tenant's cap."""
+        cost, asked = amounts
         with self._uow(read_only=True) as uow:
-            mode, agent_left = uow.runs.budget_left(claim)
+            mode, agent_left, month_left = uow.runs.budget_left(claim)
+        if (
+            not own_limit
+            and month_left is not None
+            and month_left < asked
+            and month_left <= agent_left
+        ):
+            refusal = budgets.tenant_refusal(asked)
         if mode is OnBudget.PAUSE and not own_limit and self._pauses is not None:
             self._pauses.pause_at_boundary(
                 run,
@@ -234,7 +246,7 @@ class RunExecutor:
         if mode is not OnBudget.CAP:
             return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
         for _ in range(CAP_TRIES):
-            left = agent_left
+            left = agent_left if month_left is None else min(agent_left, month_left)
             if run.budget.max_cost_micros is not None:
                 left = min(left, run.budget.max_cost_micros - cost)
             share = budgets.per_call_share(left, step.retries)
@@ -248,7 +260,7 @@ class RunExecutor:
             if reserved <= left and self._reserve(claim, reserved):
                 return lowered, reserved
             with self._uow(read_only=True) as uow:
-                mode, agent_left = uow.runs.budget_left(claim)
+                mode, agent_left, month_left = uow.runs.budget_left(claim)
         message = f"{refusal}; concurrent runs kept taking what was left (on_budget cap)"
         return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
 

@@ -23,6 +23,7 @@ from runkernel.domain.records import (
     Agent,
     ApiKey,
     Claim,
+    MonthSpend,
     OperatorKey,
     Principal,
     Requests,
@@ -86,6 +87,8 @@ class TenantRepository(Protocol):
     def set_status(
         self, tenant_id: str, status: TenantStatus, *, actor: str, now_ms: int
     ) -> None: ...
+    def set_monthly_cap(self, tenant_id: str, micros: int | None) -> None: ...
+    def month_spend(self, tenant_id: str, month: str) -> MonthSpend: ...
     def principal_for(self, key_hash: str) -> Principal | None:
         """The principal of an unrevoked tenant key, carrying its tenant's status."""
 
@@ -153,8 +156,9 @@ class RunRepository(Protocol):
         the next step; False if spend + reservations + ``micros`` would pass either (roll
         back, then)."""
 
-    def budget_left(self, claim: Claim) -> tuple[OnBudget, int]:
-        """The run's agent's ``on_budget`` and what is left of its budget (a read)."""
+    def budget_left(self, claim: Claim) -> tuple[OnBudget, int, int | None]:
+        """The run's agent's ``on_budget``, what is left of its budget and of the tenant's
+        month (None: no cap) — a read."""
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0

@@ -12,6 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 
+from runkernel.domain import budgets
 from runkernel.domain.budgets import OnBudget
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
@@ -20,6 +21,7 @@ from runkernel.domain.records import (
     TENANT_KEY_ROLES,
     Agent,
     ApiKey,
+    MonthSpend,
     Principal,
     Role,
     Tenant,
@@ -148,6 +150,30 @@ class Tenancy:
         return replace(
             tenant, status=status, status_changed_at_ms=now, status_changed_by=principal.key_id
         )
+
+    def month_spend(self, principal: Principal, tenant_id: str) -> MonthSpend:
+        """The tenant's spend in the current UTC month."""
+        require(principal, Permission.READ_TENANTS)
+        month = budgets.month_of(self._clock.now_ms())
+        with self._uow(read_only=True) as uow:
+            return uow.tenants.month_spend(tenant_id, month)
+
+    def set_limits(
+        self, principal: Principal, tenant_id: str, monthly_cost_usd: float | str | None
+    ) -> Tenant:
+        """Set (or with None lift) what the tenant's runs may cost per UTC month. A cap
+        below the month's spend is allowed: every further reservation is refused (by
+        each agent's on_budget) until it is raised or the month turns."""
+        require(principal, Permission.SET_TENANT_LIMITS)
+        cap = None if monthly_cost_usd is None else _usd(monthly_cost_usd, "monthly_cost_usd")
+        with self._uow() as uow:
+            tenant = uow.tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFoundError(f"no tenant {tenant_id!r}")
+            uow.tenants.set_monthly_cap(tenant_id, cap)
+            uow.commit()
+        _log.warning("tenant %s monthly cost cap -> %s by %s", tenant_id, cap, principal.key_id)
+        return replace(tenant, monthly_cost_micros=cap)
 
     def create_api_key(self, tenant_id: str, role: Role) -> str:
         """Operators: another key of any tenant; its secret."""
@@ -362,13 +388,17 @@ MAX_CONCURRENT_RUNS = 100_000
 
 
 def _budget(budget_usd: float | str) -> int:
+    return _usd(budget_usd, "budget_usd")
+
+
+def _usd(value: float | str, what: str) -> int:
     try:
-        budget = usd_to_micros(budget_usd)
+        micros = usd_to_micros(value)
     except ValueError as exc:
-        raise ValidationError(f"budget_usd: {exc}") from exc
-    if not 0 <= budget <= MAX_MICROS:
-        raise ValidationError(f"budget_usd must be from 0 to {MAX_MICROS // 1_000_000}")
-    return budget
+        raise ValidationError(f"{what}: {exc}") from exc
+    if not 0 <= micros <= MAX_MICROS:
+        raise ValidationError(f"{what} must be from 0 to {MAX_MICROS // 1_000_000}")
+    return micros
 
 
 def _on_budget(value: str) -> OnBudget:

@@ -18,7 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
-from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs, tenant_spend
+from runkernel.adapters.db.tables import (
+    agents,
+    run_steps,
+    run_transitions,
+    runs,
+    tenant_spend,
+    tenants,
+)
 from runkernel.domain import budgets
 from runkernel.domain.budgets import OnBudget
 from runkernel.domain.records import Claim, Requests, Run, StepRecord
@@ -336,22 +343,41 @@ class SqlRunRepository:
         tenant = {"p_tenant": held.tenant_id, "p_month": held.spend_month, "p_reserve": micros}
         return self._conn.execute(_RESERVE_TENANT, tenant).first() is not None
 
-    def budget_left(self, claim: Claim) -> tuple[OnBudget, int]:
-        """The run's agent's ``on_budget`` and what is left of its budget now, once its
-        spend and every reservation are counted: a guess, which only the conditional
-        :meth:`reserve` may act on."""
+    def budget_left(self, claim: Claim) -> tuple[OnBudget, int, int | None]:
+        """The run's agent's ``on_budget``, what is left of the agent's budget and of its
+        tenant's month (None: no cap) once spend and every reservation are counted: a
+        guess, which only the conditional :meth:`reserve` may act on."""
+        month = func.coalesce(runs.c.spend_month, bindparam("p_month"))
         row = self._conn.execute(
             select(
                 agents.c.on_budget,
                 agents.c.budget_micros,
                 agents.c.spent_micros,
                 agents.c.reserved_micros,
+                tenants.c.monthly_cost_micros,
+                tenant_spend.c.spent_micros.label("month_spent"),
+                tenant_spend.c.reserved_micros.label("month_reserved"),
             )
-            .select_from(agents.join(runs, runs.c.agent_id == agents.c.id))
-            .where(runs.c.id == claim.run_id)
+            .select_from(
+                runs.join(agents, runs.c.agent_id == agents.c.id)
+                .join(tenants, runs.c.tenant_id == tenants.c.id)
+                .outerjoin(
+                    tenant_spend,
+                    and_(
+                        tenant_spend.c.tenant_id == runs.c.tenant_id, tenant_spend.c.month == month
+                    ),
+                )
+            )
+            .where(runs.c.id == claim.run_id),
+            {"p_month": budgets.month_of(time.time_ns() // 1_000_000)},
         ).one()
         left = budgets.left(row.budget_micros, row.spent_micros, row.reserved_micros)
-        return OnBudget(row.on_budget), left
+        month_left = None
+        if row.monthly_cost_micros is not None:
+            month_left = budgets.left(
+                row.monthly_cost_micros, row.month_spent or 0, row.month_reserved or 0
+            )
+        return OnBudget(row.on_budget), left, month_left
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0

@@ -8,8 +8,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from runkernel.adapters.db.rows import agent_from_row
-from runkernel.adapters.db.tables import agents, api_keys, tenants
-from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant, TenantStatus
+from runkernel.adapters.db.tables import agents, api_keys, tenant_spend, tenants
+from runkernel.domain.records import (
+    Agent,
+    ApiKey,
+    MonthSpend,
+    Principal,
+    Role,
+    Tenant,
+    TenantStatus,
+)
 
 # Read at every submission (authorization).
 _GET_AGENT = select(agents).where(
@@ -44,6 +52,21 @@ class SqlTenantRepository:
             update(tenants)
             .where(tenants.c.id == tenant_id)
             .values(status=status.value, status_changed_at_ms=now_ms, status_changed_by=actor)
+        )
+
+    def set_monthly_cap(self, tenant_id: str, micros: int | None) -> None:
+        self._conn.execute(
+            update(tenants).where(tenants.c.id == tenant_id).values(monthly_cost_micros=micros)
+        )
+
+    def month_spend(self, tenant_id: str, month: str) -> MonthSpend:
+        row = self._conn.execute(
+            select(tenant_spend.c.spent_micros, tenant_spend.c.reserved_micros).where(
+                tenant_spend.c.tenant_id == tenant_id, tenant_spend.c.month == month
+            )
+        ).first()
+        return (
+            MonthSpend(month, row.spent_micros, row.reserved_micros) if row else MonthSpend(month)
         )
 
     def add_key(
@@ -107,6 +130,7 @@ def _tenant(row: Row[Any]) -> Tenant:
         row.created_at_ms,
         row.status_changed_at_ms,
         row.status_changed_by,
+        row.monthly_cost_micros,
     )
 
 
