@@ -365,3 +365,67 @@ def test_under_cap_a_skill_that_cannot_be_lowered_terminates(kernel: Kernel) -> 
     run = kernel.runs.get(tenant.principal, run_id)
     assert (run.status, run.error_code) == (RunStatus.FAILED_POLICY, "budget_exceeded")
     assert "cannot be lowered" in (run.error_message or "")
+
+
+def _month_row(kernel: Kernel, tenant_id: str) -> Any:
+    found = rows(kernel, "SELECT * FROM tenant_spend WHERE tenant_id = :t", t=tenant_id)
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize("mode", ["terminate", "pause"])
+def test_a_tenants_monthly_cap_holds_across_its_agents(
+    counted: tuple[Kernel, CountingChat], mode: str
+) -> None:
+    kernel, counting = counted
+    tenant = make_tenant(kernel)
+    admin = tenant.principal
+    agents = [tenant.agent.id] + [
+        kernel.tenancy.create_agent(admin, f"agent-{i}", 100.0).id for i in range(3)
+    ]
+    for agent_id in agents:
+        kernel.tenancy.change_agent(admin, agent_id, on_budget=mode)
+    _set_cap(kernel, admin.tenant_id, BUDGET_USD)
+    run_ids = [
+        kernel.runs.submit(admin, agent_id=agents[i % 4], plan=PLAN).run.id for i in range(RUNS)
+    ]
+    pools = [WorkerPool(kernel, concurrency=8).start() for _ in range(2)]
+    try:
+        _wait_settled(kernel, tenant, run_ids)
+        runs = [kernel.runs.get(admin, rid) for rid in run_ids]
+        done = [r for r in runs if r.status is RunStatus.SUCCEEDED]
+        assert len(done) == FITTING and sum(counting.calls.values()) == FITTING
+        held = [r for r in runs if r.status is not RunStatus.SUCCEEDED]
+        for r in held:
+            if mode == "pause":
+                assert r.status is RunStatus.PAUSED
+                (pause,) = kernel.pauses.pauses(admin.tenant_id, r.id)
+                assert "tenant's monthly cost cap" in pause.message
+            else:
+                assert (r.status, r.error_code) == (RunStatus.FAILED_POLICY, "budget_exceeded")
+                assert "tenant's monthly cost cap" in (r.error_message or "")
+        month = _month_row(kernel, admin.tenant_id)
+        assert month.spent_micros == FITTING * RUN_COST <= BUDGET_USD * 1_000_000
+        assert month.reserved_micros == 0
+        spent = sum(_agent_row(kernel, a).spent_micros for a in agents)
+        assert spent == month.spent_micros == sum(r.cost_micros for r in runs)
+        assert all(_agent_row(kernel, a).reserved_micros == 0 for a in agents)
+        assert [run_row(kernel, rid).reserved_micros for rid in run_ids] == [0] * RUNS
+        if mode == "pause":
+            _set_cap(kernel, admin.tenant_id, None)
+            for r in held:
+                kernel.pauses.try_resume(admin, r.id)
+            _wait_final(kernel, tenant, run_ids)
+            assert all(kernel.runs.get(admin, rid).status is RunStatus.SUCCEEDED for rid in run_ids)
+            month = _month_row(kernel, admin.tenant_id)
+            assert (month.spent_micros, month.reserved_micros) == (RUNS * RUN_COST, 0)
+    finally:
+        for pool in pools:
+            pool.stop()
+
+
+def _set_cap(kernel: Kernel, tenant_id: str, usd: float | None) -> None:
+    from runkernel.domain.records import Principal
+
+    operator = Principal.operator("key_operator")
+    kernel.tenancy.set_limits(operator, tenant_id, usd)

@@ -130,6 +130,7 @@ _POSTGRES = text(
             SELECT agent_id, SUM(held) AS held FROM found WHERE held <> 0 GROUP BY agent_id
         ) AS dead
         WHERE agents.id = dead.agent_id
+        RETURNING agents.id
     ), month_released AS (
         UPDATE tenant_spend SET reserved_micros = tenant_spend.reserved_micros - dead.held
         FROM (
@@ -137,6 +138,7 @@ _POSTGRES = text(
             WHERE held <> 0 GROUP BY tenant_id, spend_month
         ) AS dead
         WHERE tenant_spend.tenant_id = dead.tenant_id AND tenant_spend.month = dead.spend_month
+            AND (SELECT count(*) FROM released) >= 0  -- after the agents' rows (lock order)
     ), claim_log AS (
         INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
         SELECT id, claim_epoch, attempt, :worker, :now FROM claimed

@@ -97,13 +97,16 @@ FINISH = text(
             reserved_micros = reserved_micros - done.cost_micros - prior.held
         FROM done, prior
         WHERE agents.id = done.agent_id AND done.cost_micros + prior.held > 0
+        RETURNING agents.id
     ), month_settled AS (
+        -- After the agent's row (it reads ``settled``): every writer locks the agent, then
+        -- the tenant's month, so two of them never wait on each other in a circle.
         UPDATE tenant_spend SET
             spent_micros = tenant_spend.spent_micros + done.cost_micros,
             reserved_micros = tenant_spend.reserved_micros - done.cost_micros - prior.held
         FROM done, prior
         WHERE tenant_spend.tenant_id = done.tenant_id AND tenant_spend.month = done.spend_month
-            AND done.cost_micros + prior.held > 0
+            AND EXISTS (SELECT 1 FROM settled)
     ), recorded AS (
         INSERT INTO run_transitions
             (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)
