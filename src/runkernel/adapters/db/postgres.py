@@ -33,8 +33,25 @@ RESERVE = text(
             AND agents.spent_micros + agents.reserved_micros + :p_reserve
                 <= agents.budget_micros
         RETURNING agents.id
+    ), month AS (
+        -- The tenant's month, only once the agent's share fit (it reads ``agent``: the
+        -- agent's row is locked first, as by every writer of both).
+        INSERT INTO tenant_spend (tenant_id, month, spent_micros, reserved_micros)
+        SELECT held.tenant_id, held.spend_month, 0, CAST(:p_reserve AS BIGINT)
+        FROM held JOIN tenants ON tenants.id = held.tenant_id
+        WHERE EXISTS (SELECT 1 FROM agent)
+            AND (tenants.monthly_cost_micros IS NULL
+                OR CAST(:p_reserve AS BIGINT) <= tenants.monthly_cost_micros)
+        ON CONFLICT (tenant_id, month) DO UPDATE
+            SET reserved_micros = tenant_spend.reserved_micros + EXCLUDED.reserved_micros
+            WHERE tenant_spend.spent_micros + tenant_spend.reserved_micros
+                + EXCLUDED.reserved_micros <= COALESCE(
+                    (SELECT monthly_cost_micros FROM tenants WHERE id = EXCLUDED.tenant_id),
+                    tenant_spend.spent_micros + tenant_spend.reserved_micros
+                        + EXCLUDED.reserved_micros)
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM agent) AS fits, tenant_id, spend_month FROM held
+    SELECT (SELECT count(*) FROM month) AS fits FROM held
     """
 )
 

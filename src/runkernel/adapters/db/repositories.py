@@ -327,19 +327,17 @@ class SqlRunRepository:
         Raises ``LeaseLostError`` if the claim is no longer held."""
         month = month or budgets.month_of(time.time_ns() // 1_000_000)
         params = {**_fence(claim), "p_reserve": micros, "p_month": month}
-        if self._dialect == "postgresql":
-            held = self._conn.execute(postgres.RESERVE, params).first()
-            if held is None:
+        if self._dialect == "postgresql":  # one statement: run, agent, then tenant month
+            row = self._conn.execute(postgres.RESERVE, params).first()
+            if row is None:
                 raise _lost(claim)
-            if not held.fits:
-                return False
-        else:
-            held = self._conn.execute(_RESERVE_RUN, params).first()
-            if held is None:
-                raise _lost(claim)
-            fits = self._conn.execute(_RESERVE_AGENT, {**params, "p_agent_id": held.agent_id})
-            if fits.rowcount != 1:
-                return False
+            return bool(row.fits)
+        held = self._conn.execute(_RESERVE_RUN, params).first()
+        if held is None:
+            raise _lost(claim)
+        fits = self._conn.execute(_RESERVE_AGENT, {**params, "p_agent_id": held.agent_id})
+        if fits.rowcount != 1:
+            return False
         tenant = {"p_tenant": held.tenant_id, "p_month": held.spend_month, "p_reserve": micros}
         return self._conn.execute(_RESERVE_TENANT, tenant).first() is not None
 
