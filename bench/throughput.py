@@ -98,7 +98,10 @@ def _relay(kernel: Kernel) -> Any:
 def _drive(kernel: Kernel, db: DbKind, workload: Workload, url: str) -> Measurement:
     created = kernel.tenancy.create_tenant("bench")
     principal = kernel.tenancy.authenticate(created.api_key)
-    agent = kernel.tenancy.create_agent(principal, "bench-agent", BUDGET_USD)
+    # Unlimited concurrency: the bench measures throughput, not the agent's cap.
+    agent = kernel.tenancy.create_agent(
+        principal, "bench-agent", BUDGET_USD, max_concurrent_runs=None
+    )
     plan = echo_chain_plan(workload.steps)
 
     def submit() -> object:

@@ -101,6 +101,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # must not pass or fail by how fast it sends requests.
         "rate_limit_key_per_s": 0,
         "rate_limit_tenant_per_s": 0,
+        # Agents unlimited unless a test limits one (tests/integration/test_agent_concurrency.py):
+        # a test must not wait on a limit it does not test.
+        "default_max_concurrent_runs": None,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

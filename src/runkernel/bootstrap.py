@@ -170,6 +170,7 @@ def build_kernel(
         completion=completion,
         completion_retries=settings.completion_retries,
         default_step_cost_micros=usd_to_micros(settings.default_step_cost_usd),
+        cap_min_tokens=settings.budget_cap_min_tokens,
         pauses=pauses,
         checker=checker,
     )
@@ -203,7 +204,9 @@ def build_kernel(
         skills=skills,
         clock=clock,
         wakeup=wakeup,
-        tenancy=Tenancy(uow, clock),
+        tenancy=Tenancy(
+            uow, clock, default_max_concurrent_runs=settings.default_max_concurrent_runs
+        ),
         operators=Operators(uow, clock),
         runs=RunService(uow, skills, clock, wakeup, limits, expectations, completion),
         executor=executor,

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         description="worst-case cost reserved for a step of a skill that cannot estimate "
         "its own and declares no estimated_cost_usd",
     )
+    default_max_concurrent_runs: int | None = Field(
+        5,
+        ge=1,
+        description="how many runs of an agent created without max_concurrent_runs may "
+        "execute at once (unset: unlimited)",
+    )
+    budget_cap_min_tokens: int = Field(
+        16,
+        ge=1,
+        description="under on_budget cap, the fewest max_tokens an LLM step is lowered to; "
+        "below it the run terminates budget_exceeded",
+    )
     egress_allow: str = Field(
         "",
         description="exceptions to the egress guard: comma-separated IPs, CIDRs or host names, "

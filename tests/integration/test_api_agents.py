@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from conftest import ECHO_PLAN, TenantContext, auth, make_tenant
 from runkernel.bootstrap import Kernel
+from runkernel.config import Settings
 
 
 def test_create_list_and_get_an_agent(client: TestClient, tenant: TenantContext) -> None:
@@ -82,3 +83,96 @@ def test_tenant_b_sees_nothing_of_tenant_a(
     # …and tenant A's run is untouched by B's cancel attempt.
     mine = client.get(f"/api/v1/runs/{run_id}", headers=auth(tenant)).json()
     assert mine["status"] == "queued" and mine["cancel_requested"] is False
+
+
+def test_an_agent_is_created_with_its_budget_mode_and_concurrency(
+    client: TestClient, tenant: TenantContext
+) -> None:
+    made = client.post(
+        "/api/v1/agents",
+        json={"name": "capped", "budget_usd": 1, "on_budget": "cap", "max_concurrent_runs": 3},
+        headers=auth(tenant),
+    ).json()
+    assert (made["on_budget"], made["max_concurrent_runs"]) == ("cap", 3)
+    unlimited = client.post(
+        "/api/v1/agents",
+        json={"name": "free", "budget_usd": 1, "max_concurrent_runs": None},
+        headers=auth(tenant),
+    ).json()
+    assert (unlimited["on_budget"], unlimited["max_concurrent_runs"]) == ("terminate", None)
+    # Left out: RUNKERNEL_DEFAULT_MAX_CONCURRENT_RUNS (unset in the tests' settings).
+    default = client.post(
+        "/api/v1/agents", json={"name": "plain", "budget_usd": 1}, headers=auth(tenant)
+    ).json()
+    assert default["max_concurrent_runs"] is None
+    shown = client.get(f"/api/v1/agents/{made['id']}", headers=auth(tenant)).json()
+    assert {k: shown[k] for k in ("budget_usd", "spent_usd", "reserved_usd")} == {
+        "budget_usd": 1.0,
+        "spent_usd": 0.0,
+        "reserved_usd": 0.0,
+    }
+
+
+def test_patch_changes_only_what_it_names(client: TestClient, tenant: TenantContext) -> None:
+    url = f"/api/v1/agents/{tenant.agent.id}"
+    before = client.get(url, headers=auth(tenant)).json()
+    changed = client.patch(url, json={"on_budget": "pause"}, headers=auth(tenant))
+    assert changed.status_code == 200, changed.text
+    assert changed.json() == {**before, "on_budget": "pause"}
+    changed = client.patch(
+        url, json={"budget_usd": 0.5, "max_concurrent_runs": None}, headers=auth(tenant)
+    ).json()
+    assert (changed["budget_usd"], changed["on_budget"], changed["max_concurrent_runs"]) == (
+        0.5,
+        "pause",
+        None,
+    )
+    assert client.get(url, headers=auth(tenant)).json() == changed
+    # Below what is spent (nothing here) and to zero are allowed: further steps are refused.
+    assert client.patch(url, json={"budget_usd": 0}, headers=auth(tenant)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"budget_usd": -1},
+        {"budget_usd": None},
+        {"budget_usd": "5"},
+        {"on_budget": "explode"},
+        {"on_budget": None},
+        {"max_concurrent_runs": 0},
+        {"max_concurrent_runs": 1.5},
+        {"max_concurrent_runs": "3"},
+        {"spent_usd": 0},
+    ],
+)
+def test_a_bad_patch_is_422(client: TestClient, tenant: TenantContext, body: object) -> None:
+    answer = client.patch(f"/api/v1/agents/{tenant.agent.id}", json=body, headers=auth(tenant))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"]
+
+
+def test_patch_of_another_tenants_agent_is_404(
+    kernel: Kernel, client: TestClient, tenant: TenantContext
+) -> None:
+    other = make_tenant(kernel)
+    answer = client.patch(
+        f"/api/v1/agents/{other.agent.id}", json={"budget_usd": 9}, headers=auth(tenant)
+    )
+    assert answer.status_code == 404
+    assert (
+        client.get(f"/api/v1/agents/{other.agent.id}", headers=auth(other)).json()["budget_usd"]
+        == 100.0
+    )
+
+
+def test_an_agent_left_without_a_limit_gets_the_configured_default(kernel: Kernel) -> None:
+    from runkernel.services.tenancy import Tenancy
+
+    tenant = make_tenant(kernel)
+    tenancy = Tenancy(kernel.uow, kernel.clock, default_max_concurrent_runs=7)
+    assert tenancy.create_agent(tenant.principal, "seven", 1).max_concurrent_runs == 7
+    unlimited = tenancy.create_agent(tenant.principal, "free", 1, max_concurrent_runs=None)
+    assert unlimited.max_concurrent_runs is None
+    assert Settings.model_fields["default_max_concurrent_runs"].default == 5

@@ -50,6 +50,20 @@ def test_a_duplicate_output_key_is_422_naming_both_steps(
 
 
 # -- money ---------------------------------------------------------------------------
+def agent_change(client: TestClient, tenant: TenantContext, usd: float) -> Any:
+    body = {"budget_usd": usd}
+    return client.patch(f"/api/v1/agents/{tenant.agent.id}", json=body, headers=auth(tenant))
+
+
+def tenant_limit(client: TestClient, tenant: TenantContext, usd: float) -> Any:
+    kernel = client.app.state.kernel  # type: ignore[attr-defined]
+    operator = {"Authorization": f"Bearer {kernel.operators.create_key().api_key}"}
+    body = {"monthly_cost_usd": usd}
+    return client.put(
+        f"/api/v1/tenants/{tenant.principal.tenant_id}/limits", json=body, headers=operator
+    )
+
+
 # Every money field of a request body: how to send an amount in it, and its name.
 MoneyCase = Callable[[TestClient, TenantContext, float], Any]
 
@@ -80,6 +94,8 @@ MONEY_FIELDS: dict[str, tuple[MoneyCase, str]] = {
     "AgentCreate.budget_usd": (agent_budget, "budget_usd"),
     "PolicyCreate.params.max_cost_usd": (policy_limit, "max_cost_usd"),
     "PolicyPatch.params.max_cost_usd": (policy_change, "max_cost_usd"),
+    "AgentPatch.budget_usd": (agent_change, "budget_usd"),
+    "TenantLimits.monthly_cost_usd": (tenant_limit, "monthly_cost_usd"),
 }
 
 

@@ -35,6 +35,7 @@ STATED: dict[str, set[str]] = {
     "cancel_run": {"admin", "user"},
     "read_agents": {"admin", "user"},
     "create_agent": {"admin"},
+    "change_agent": {"admin"},
     "read_policies": {"admin", "user"},
     "change_policies": {"admin"},
     "read_incidents": {"admin", "user"},
@@ -48,6 +49,7 @@ STATED: dict[str, set[str]] = {
     "manage_keys": {"admin"},
     "read_tenants": {"operator"},
     "suspend_tenant": {"operator"},
+    "set_tenant_limits": {"operator"},
 }
 
 
@@ -160,6 +162,15 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
             body=lambda w: {"name": f"a-{secrets.token_hex(4)}", "budget_usd": 1},
         )
     ],
+    Permission.CHANGE_AGENT: [
+        Endpoint(
+            "PATCH",
+            "/api/v1/agents/{agent_id}",
+            200,
+            lambda w: {"agent_id": w.agent_id},
+            body=lambda w: {"budget_usd": 100},
+        )
+    ],
     Permission.READ_POLICIES: [
         Endpoint("GET", "/api/v1/policies", 200),
         Endpoint("GET", "/api/v1/policies/{rule_id}", 200, lambda w: {"rule_id": w.rule()}),
@@ -239,6 +250,15 @@ ENDPOINTS: dict[Permission, list[Endpoint]] = {
     Permission.SUSPEND_TENANT: [
         Endpoint("POST", "/api/v1/tenants/{tenant_id}/suspend", 200, World.other_tenant),
         Endpoint("POST", "/api/v1/tenants/{tenant_id}/reactivate", 200, World.other_tenant),
+    ],
+    Permission.SET_TENANT_LIMITS: [
+        Endpoint(
+            "PUT",
+            "/api/v1/tenants/{tenant_id}/limits",
+            200,
+            World.other_tenant,
+            body=lambda w: {"monthly_cost_usd": None},
+        ),
     ],
 }
 
@@ -322,6 +342,7 @@ README_ROWS = {
     "cancel a run": "cancel_run",
     "read agents": "read_agents",
     "create an agent (sets a budget)": "create_agent",
+    "change an agent's budget, on_budget or max_concurrent_runs": "change_agent",
     "read policy rules": "read_policies",
     "create, change or retire a policy rule": "change_policies",
     "read incidents": "read_incidents",
@@ -335,6 +356,7 @@ README_ROWS = {
     "list, create, revoke and rotate the tenant's keys": "manage_keys",
     "read a tenant's status": "read_tenants",
     "suspend or reactivate a tenant": "suspend_tenant",
+    "set a tenant's monthly cost cap": "set_tenant_limits",
 }
 
 

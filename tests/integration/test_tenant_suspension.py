@@ -189,3 +189,29 @@ def test_cli_suspend_and_reactivate(database_url: str, kernel: Kernel) -> None:
     )
     assert result.exit_code == 1
     assert "no tenant" in result.stderr
+
+
+def test_an_operator_sets_and_lifts_a_tenants_monthly_cap(
+    kernel: Kernel, client: TestClient, operator: dict[str, str]
+) -> None:
+    t = make_tenant(kernel)
+    url = f"/api/v1/tenants/{t.principal.tenant_id}"
+    shown = client.get(url, headers=operator).json()
+    assert shown["monthly_cost_usd"] is None
+    assert (shown["month_spent_usd"], shown["month_reserved_usd"]) == (0.0, 0.0)
+    assert len(shown["month"]) == 7
+    capped = client.put(f"{url}/limits", json={"monthly_cost_usd": 2.5}, headers=operator)
+    assert capped.status_code == 200, capped.text
+    assert capped.json()["monthly_cost_usd"] == 2.5
+    assert client.get(url, headers=operator).json()["monthly_cost_usd"] == 2.5
+    lifted = client.put(f"{url}/limits", json={"monthly_cost_usd": None}, headers=operator)
+    assert lifted.json()["monthly_cost_usd"] is None
+    for body in ({}, {"monthly_cost_usd": -1}, {"monthly_cost_usd": "5"}, {"cap": 1}):
+        answer = client.put(f"{url}/limits", json=body, headers=operator)
+        assert answer.status_code == 422, (body, answer.text)
+    missing = client.put(
+        "/api/v1/tenants/ten_nope/limits", json={"monthly_cost_usd": 1}, headers=operator
+    )
+    assert missing.status_code == 404
+    own = client.put(f"{url}/limits", json={"monthly_cost_usd": 1}, headers=auth(t))
+    assert own.status_code == 403

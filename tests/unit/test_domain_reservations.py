@@ -89,3 +89,55 @@ def test_the_registry_estimates_only_for_skills_that_can() -> None:
     assert registry.estimate("priced", {}) == 42
     # Params a skill cannot price are refused by it at the call, before anything is paid.
     assert registry.estimate("unpriceable", {}) == 0
+
+
+@pytest.mark.parametrize("per_call", [0, 1, 9, 10, 13, 14, 15, 29, 30, 1_000])
+@pytest.mark.parametrize("model", ["echo-1", "gpt-4o", "gpt-4.1-nano"])
+def test_the_tokens_affordable_are_the_most_whose_worst_case_fits(
+    per_call: int, model: str
+) -> None:
+    from runkernel.adapters.skills.pricing import DEFAULT_PRICES
+
+    price = DEFAULT_PRICES[model]
+    texts = ["a b c d e f g h i j"]
+    prompt = estimated_input_tokens(texts)
+    tokens = budgets.output_tokens_affordable(
+        per_call, prompt, price.input_micros_per_mtok, price.output_micros_per_mtok
+    )
+    if worst_case_micros(model, texts, 0) > per_call:
+        assert tokens == 0
+        return
+    assert worst_case_micros(model, texts, tokens) <= per_call
+    assert worst_case_micros(model, texts, tokens + 1) > per_call
+
+
+def test_the_llm_skill_lowers_max_tokens_never_raises_it() -> None:
+    from conftest import make_settings
+    from runkernel.adapters.skills.egress import Egress
+    from runkernel.adapters.skills.llm import ChatSkill
+
+    settings = make_settings("sqlite://")
+    chat = ChatSkill(settings, Egress.from_settings(settings))
+    params = {
+        "model": "echo-1",
+        "messages": [{"role": "user", "content": "a b c"}],
+        "max_tokens": 8,
+    }
+    lowered = chat.lower(params, 9)  # 3 input micros, then 2 per output token: 3 tokens
+    assert lowered is not None and lowered.max_tokens == 3
+    assert lowered.params == {**params, "max_tokens": 3} and "from 8 to 3" in lowered.note
+    plenty = chat.lower(params, 1_000)
+    assert plenty is not None and plenty.max_tokens == 8
+
+
+def test_the_registry_lowers_only_skills_that_can() -> None:
+    registry = SkillRegistry()
+    registry.register("plain", lambda params, context: None)
+    assert registry.lower("plain", {}, 100) is None
+    assert registry.lower("unknown", {}, 100) is None
+
+
+def test_a_share_splits_what_is_left_over_the_calls() -> None:
+    assert budgets.per_call_share(30, 2) == 10
+    assert budgets.per_call_share(-5, 0) == 0
+    assert budgets.left(100, 70, 40) == 0 and budgets.left(100, 20, 30) == 50

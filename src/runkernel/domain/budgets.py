@@ -8,6 +8,18 @@ share is reserved by one conditional UPDATE in the database, never read then wri
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class OnBudget(StrEnum):
+    """What a step does when its reservation does not fit the run's, the agent's or the
+    tenant's month's budget."""
+
+    TERMINATE = "terminate"  # the run ends failed_policy / budget_exceeded
+    PAUSE = "pause"  # the run pauses at the step (BUDGET_WARNING); resumed, it reserves again
+    CAP = "cap"  # a skill that can be lowered runs within what is left, else terminate
+
 
 def worst_case(per_call_micros: int, retries: int) -> int:
     return per_call_micros * (retries + 1)
@@ -35,4 +47,54 @@ def agent_refusal(reservation: int) -> str:
     return (
         f"the step may cost up to {reservation} micros, more than is left of the agent's "
         "budget once its spend and the reservations of runs in flight are counted"
+    )
+
+
+def cap_refusal(refusal: str, capped_to: int | None, min_tokens: int) -> str:
+    """Why a capped step could not run even lowered (to ``capped_to`` tokens, or None when
+    its skill cannot be lowered)."""
+    if capped_to is None:
+        return f"{refusal}; the skill cannot be lowered to fit (on_budget cap)"
+    return (
+        f"{refusal}; what is left pays for {capped_to} tokens, fewer than the floor of "
+        f"{min_tokens} (on_budget cap)"
+    )
+
+
+def left(budget_micros: int, spent_micros: int, reserved_micros: int) -> int:
+    return max(0, budget_micros - spent_micros - reserved_micros)
+
+
+def per_call_share(left_micros: int, retries: int) -> int:
+    """What one call of a step may cost when all its calls (retries and the first try)
+    together must fit ``left_micros``."""
+    return max(0, left_micros) // (retries + 1)
+
+
+MICROS_PER_MTOK = 1_000_000  # prices are per million tokens
+
+
+def output_tokens_affordable(
+    per_call_micros: int, input_tokens: int, input_price: int, output_price: int
+) -> int:
+    """The most output tokens one call may be given so that its worst case, priced as
+    ``(in * input_price + out * output_price)`` per million tokens rounded half up, is at
+    most ``per_call_micros``; 0 when not even the input fits."""
+    # round_half_up(x / M) <= c  <=>  x + M // 2 < (c + 1) * M
+    room = (per_call_micros + 1) * MICROS_PER_MTOK - MICROS_PER_MTOK // 2 - 1
+    room -= input_tokens * input_price
+    if room < 0 or output_price <= 0:
+        return 0
+    return room // output_price
+
+
+def month_of(now_ms: int) -> str:
+    """The UTC calendar month a reservation made at ``now_ms`` is held in: ``"2026-12"``."""
+    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m")
+
+
+def tenant_refusal(reservation: int) -> str:
+    return (
+        f"the step may cost up to {reservation} micros, more than is left of the tenant's "
+        "monthly cost cap once this month's spend and reservations are counted"
     )

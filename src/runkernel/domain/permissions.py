@@ -39,6 +39,7 @@ class Permission(StrEnum):
     CANCEL_RUN = "cancel_run"
     READ_AGENTS = "read_agents"
     CREATE_AGENT = "create_agent"
+    CHANGE_AGENT = "change_agent"  # its budget, on_budget, max_concurrent_runs
     READ_POLICIES = "read_policies"
     CHANGE_POLICIES = "change_policies"  # create, change, retire
     READ_INCIDENTS = "read_incidents"
@@ -52,6 +53,7 @@ class Permission(StrEnum):
     MANAGE_KEYS = "manage_keys"  # list, create, revoke, rotate
     READ_TENANTS = "read_tenants"  # any tenant's status
     SUSPEND_TENANT = "suspend_tenant"  # suspend and reactivate any tenant
+    SET_TENANT_LIMITS = "set_tenant_limits"  # any tenant's monthly cost cap
 
 
 _TENANT = TENANT_KEY_ROLES  # every key of the tenant, never an operator's
@@ -64,6 +66,7 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.CANCEL_RUN: _TENANT,
     Permission.READ_AGENTS: _TENANT,
     Permission.CREATE_AGENT: _ADMIN,
+    Permission.CHANGE_AGENT: _ADMIN,
     Permission.READ_POLICIES: _TENANT,
     Permission.CHANGE_POLICIES: _ADMIN,
     Permission.READ_INCIDENTS: _TENANT,
@@ -77,6 +80,7 @@ ROLES: Mapping[Permission, frozenset[Role]] = {
     Permission.MANAGE_KEYS: _ADMIN,
     Permission.READ_TENANTS: _OPERATOR,
     Permission.SUSPEND_TENANT: _OPERATOR,
+    Permission.SET_TENANT_LIMITS: _OPERATOR,
 }
 
 KEPT_WHEN_SUSPENDED = frozenset(

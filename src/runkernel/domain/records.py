@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.runs import Phase, RunStatus, Transition
 from runkernel.domain.skills import Usage
 from runkernel.errors import PermissionDeniedError
@@ -100,6 +101,16 @@ class Tenant:
     # "cli" for `runkernel tenants suspend|reactivate`). None while it never changed.
     status_changed_at_ms: int | None = None
     status_changed_by: str | None = None
+    monthly_cost_micros: int | None = None  # what its runs may cost per UTC month; None: no cap
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSpend:
+    """A tenant's spend in one UTC month: settled by final runs, held by the others."""
+
+    month: str
+    spent_micros: int = 0
+    reserved_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,8 @@ class Agent:
     created_at_ms: int
     # Held by steps in flight and by the recorded cost of runs not yet final.
     reserved_micros: int = 0
+    on_budget: OnBudget = OnBudget.TERMINATE
+    max_concurrent_runs: int | None = None  # None: unlimited
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,3 +58,12 @@ class SkillContext:
         run. A step's side effect is at-least-once (after a crash the call in flight is made
         again), so a skill passes this on for the receiver to drop the repeat."""
         return f"{self.run_id}/{self.step_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lowered:
+    """A skill's params lowered to fit what is left of a budget (on_budget cap)."""
+
+    params: dict[str, Any]
+    max_tokens: int  # what the call may now produce
+    note: str  # why, stored with the step's input

@@ -25,7 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runkernel.domain import budgets
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.midrun import CheckDecision, PolicyCheckResult, ViolationType
+from runkernel.domain.pauses import PauseReason
 from runkernel.domain.plans import (
     OnError,
     Plan,
@@ -37,7 +39,7 @@ from runkernel.domain.plans import (
 )
 from runkernel.domain.records import Claim, Requests, Run, StepRecord
 from runkernel.domain.runs import PHASE_ORDER, Phase, RunStatus, path
-from runkernel.domain.skills import SkillContext, SkillResult, Usage
+from runkernel.domain.skills import Lowered, SkillContext, SkillResult, Usage
 from runkernel.domain.storable import SizeLimit, bounded, omitted, printable, too_large
 from runkernel.errors import LeaseLostError, StorageUnavailableError, TransactionFailed
 from runkernel.services.completion import Finish, RunCompletionTransaction
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 # An error message quotes what a skill saw (a URL, a body); this much of it is kept.
 MAX_ERROR_CHARS = 4000
+# How often a capped step re-reads what is left when concurrent runs took it first.
+CAP_TRIES = 3
 
 
 class Execution:
@@ -93,6 +97,7 @@ class RunExecutor:
         default_step_cost_micros: int = 0,
         pauses: PauseManager | None = None,
         checker: MidExecutionPolicyChecker | None = None,
+        cap_min_tokens: int = 16,
     ) -> None:
         self._uow = uow
         self._skills = skills
@@ -105,6 +110,7 @@ class RunExecutor:
         self._default_cost = default_step_cost_micros
         self._pauses = pauses
         self._checker = checker or MidExecutionPolicyChecker(uow, clock)
+        self._cap_min_tokens = cap_min_tokens
 
     def execute(self, run: Run, execution: Execution) -> str:
         """Drive ``run`` to a final state (or release it); returns the outcome's name."""
@@ -177,11 +183,21 @@ class RunExecutor:
                 return "released"
             reserved = 0 if refused is not None else self._worst_case(step, params)
             refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, reserved)
+            own_limit = refusal is not None
             if refusal is None and not self._reserve(claim, reserved):
                 refusal = budgets.agent_refusal(reserved)
+            capped: Lowered | None = None
             if refusal is not None:
-                return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
+                over = self._over_budget(
+                    run, claim, step, params, (cost, reserved), own_limit, refusal
+                )
+                if isinstance(over, str):
+                    return over
+                capped, reserved = over
+                params = capped.params
             record = self._run_step(run, claim, index, step, (params, refused), execution)
+            if capped is not None:
+                record = replace(record, input={**capped.params, "budget_cap": capped.note})
             with self._uow() as uow:
                 recorded = uow.runs.record_step(
                     claim, record, now_ms=record.finished_at_ms, reserved_micros=reserved
@@ -224,13 +240,70 @@ class RunExecutor:
         per_call = budgets.per_call(estimated, step.estimated_cost_micros, self._default_cost)
         return budgets.worst_case(per_call, step.retries)
 
+    def _over_budget(
+        self,
+        run: Run,
+        claim: Claim,
+        step: Step,
+        params: Any,
+        amounts: tuple[int, int],
+        own_limit: bool,
+        refusal: str,
+    ) -> str | tuple[Lowered, int]:
+        """A step whose reservation did not fit, by its agent's ``on_budget``: the run's
+        outcome (terminated, paused), or the lowered params and what they reserved (cap).
+
+        ``amounts`` are the run's cost so far and what the step asked to reserve. A run's
+        own ``max_cost_usd`` cannot be raised, so a pause never waits on it; a refusal the
+        tenant's month explains better than the agent's budget names the tenant's cap."""
+        cost, asked = amounts
+        with self._uow(read_only=True) as uow:
+            mode, agent_left, month_left = uow.runs.budget_left(claim)
+        if (
+            not own_limit
+            and month_left is not None
+            and month_left < asked
+            and month_left <= agent_left
+        ):
+            refusal = budgets.tenant_refusal(asked)
+        if mode is OnBudget.PAUSE and not own_limit and self._pauses is not None:
+            self._pauses.pause_at_boundary(
+                run,
+                claim,
+                PauseReason.BUDGET_WARNING,
+                message=f"{refusal} (on_budget pause: raise the budget, then resume)",
+                violations=("BUDGET_EXCEEDED",),
+            )
+            return "paused"
+        if mode is not OnBudget.CAP:
+            return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", refusal)
+        for _ in range(CAP_TRIES):
+            left = agent_left if month_left is None else min(agent_left, month_left)
+            if run.budget.max_cost_micros is not None:
+                left = min(left, run.budget.max_cost_micros - cost)
+            share = budgets.per_call_share(left, step.retries)
+            lowered = self._skills.lower(step.skill, params, share)
+            if lowered is None or lowered.max_tokens < self._cap_min_tokens:
+                tokens = None if lowered is None else lowered.max_tokens
+                message = budgets.cap_refusal(refusal, tokens, self._cap_min_tokens)
+                return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
+            reserved = self._worst_case(step, lowered.params)
+            # Reserved by the same conditional UPDATE: what was read is only a guess.
+            if reserved <= left and self._reserve(claim, reserved):
+                return lowered, reserved
+            with self._uow(read_only=True) as uow:
+                mode, agent_left, month_left = uow.runs.budget_left(claim)
+        message = f"{refusal}; concurrent runs kept taking what was left (on_budget cap)"
+        return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
+
     def _reserve(self, claim: Claim, micros: int) -> bool:
         """Hold ``micros`` of the agent's budget in a transaction of its own, so no row lock
         is held while the step runs; a step that may cost nothing touches no agent row."""
         if micros == 0:
             return True
+        month = budgets.month_of(self._clock.now_ms())
         with self._uow() as uow:
-            fits = uow.runs.reserve(claim, micros)
+            fits = uow.runs.reserve(claim, micros, month=month)
             if fits:
                 uow.commit()
         return fits

@@ -13,6 +13,7 @@ from runkernel.domain.audit import (
     ReconciliationResult,
     ReconciliationStatus,
 )
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.events import Event
 from runkernel.domain.incidents import Incident, IncidentStatus
 from runkernel.domain.lessons import Lesson, LessonState
@@ -23,6 +24,7 @@ from runkernel.domain.records import (
     Agent,
     ApiKey,
     Claim,
+    MonthSpend,
     OperatorKey,
     Principal,
     Role,
@@ -33,7 +35,7 @@ from runkernel.domain.records import (
     TenantStatus,
 )
 from runkernel.domain.runs import Transition
-from runkernel.domain.skills import SkillContext, SkillResult
+from runkernel.domain.skills import Lowered, SkillContext, SkillResult
 from runkernel.domain.traces import Trace
 
 
@@ -67,6 +69,10 @@ class SkillCatalog(Protocol):
         """The most one call of ``name`` with the rendered ``params`` may cost, in micros;
         None if the skill cannot tell (the step's declared estimate or the default applies)."""
 
+    def lower(self, name: str, params: Mapping[str, Any], per_call_micros: int) -> Lowered | None:
+        """The rendered ``params`` changed so that one call costs at most ``per_call_micros``
+        (an LLM's ``max_tokens`` cut), or None if the skill cannot be lowered."""
+
     def invoke(self, name: str, params: Mapping[str, Any], context: SkillContext) -> SkillResult:
         """Call the skill. A raised ``SkillError`` or ``SkillResult.error`` fails the step;
         any other exception is turned into a ``SkillResult`` with ``error`` set."""
@@ -82,6 +88,8 @@ class TenantRepository(Protocol):
     def set_status(
         self, tenant_id: str, status: TenantStatus, *, actor: str, now_ms: int
     ) -> None: ...
+    def set_monthly_cap(self, tenant_id: str, micros: int | None) -> None: ...
+    def month_spend(self, tenant_id: str, month: str) -> MonthSpend: ...
     def principal_for(self, key_hash: str) -> Principal | None:
         """The principal of an unrevoked tenant key, carrying its tenant's status."""
 
@@ -108,6 +116,9 @@ class OperatorKeyRepository(Protocol):
 
 class AgentRepository(Protocol):
     def add(self, agent: Agent) -> None: ...
+    def update(self, agent: Agent) -> None:
+        """Write the agent's settings, never its spend or reservations."""
+
     def get(self, tenant_id: str, agent_id: str) -> Agent | None: ...
     def get_by_name(self, tenant_id: str, name: str) -> Agent | None: ...
     def for_tenant(self, tenant_id: str) -> list[Agent]: ...
@@ -141,9 +152,14 @@ class RunRepository(Protocol):
     def claim(self, worker_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Run]: ...
     def renew_lease(self, claim: Claim, now_ms: int, lease_ms: int) -> bool: ...
     def release(self, claim: Claim, now_ms: int) -> bool: ...
-    def reserve(self, claim: Claim, micros: int) -> bool:
-        """Atomically hold ``micros`` of the agent's budget for the next step; False if
-        spend + reservations + ``micros`` would pass it (roll back, then)."""
+    def reserve(self, claim: Claim, micros: int, *, month: str | None = None) -> bool:
+        """Atomically hold ``micros`` of the agent's budget and of the tenant's month for
+        the next step; False if spend + reservations + ``micros`` would pass either (roll
+        back, then)."""
+
+    def budget_left(self, claim: Claim) -> tuple[OnBudget, int, int | None]:
+        """The run's agent's ``on_budget``, what is left of its budget and of the tenant's
+        month (None: no cap) — a read."""
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0

@@ -12,6 +12,8 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 
+from runkernel.domain import budgets
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.ids import new_id
 from runkernel.domain.money import usd_to_micros
 from runkernel.domain.permissions import Permission, require
@@ -19,6 +21,7 @@ from runkernel.domain.records import (
     TENANT_KEY_ROLES,
     Agent,
     ApiKey,
+    MonthSpend,
     Principal,
     Role,
     Tenant,
@@ -41,6 +44,13 @@ KEY_PREFIX = "rk_"
 OPERATOR_KEY_PREFIX = "rko_"
 PREFIX_CHARS = 10  # of the secret, stored and listed so a holder can tell keys apart
 MAX_MICROS = 2**62  # fits a BIGINT column with room for sums
+
+
+class Default:
+    """A setting left out (the configured default applies), apart from an explicit None."""
+
+
+DEFAULT = Default()
 
 
 def hash_key(api_key: str) -> str:
@@ -76,9 +86,16 @@ class Tenancy:
     new one. A client that must not miss a request creates a second key first, switches
     to it, then revokes the first."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        default_max_concurrent_runs: int | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._default_max_concurrent = default_max_concurrent_runs
 
     def create_tenant(self, name: str) -> NewTenant:
         """Create a tenant and its first (admin) API key."""
@@ -133,6 +150,30 @@ class Tenancy:
         return replace(
             tenant, status=status, status_changed_at_ms=now, status_changed_by=principal.key_id
         )
+
+    def month_spend(self, principal: Principal, tenant_id: str) -> MonthSpend:
+        """The tenant's spend in the current UTC month."""
+        require(principal, Permission.READ_TENANTS)
+        month = budgets.month_of(self._clock.now_ms())
+        with self._uow(read_only=True) as uow:
+            return uow.tenants.month_spend(tenant_id, month)
+
+    def set_limits(
+        self, principal: Principal, tenant_id: str, monthly_cost_usd: float | str | None
+    ) -> Tenant:
+        """Set (or with None lift) what the tenant's runs may cost per UTC month. A cap
+        below the month's spend is allowed: every further reservation is refused (by
+        each agent's on_budget) until it is raised or the month turns."""
+        require(principal, Permission.SET_TENANT_LIMITS)
+        cap = None if monthly_cost_usd is None else _usd(monthly_cost_usd, "monthly_cost_usd")
+        with self._uow() as uow:
+            tenant = uow.tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFoundError(f"no tenant {tenant_id!r}")
+            uow.tenants.set_monthly_cap(tenant_id, cap)
+            uow.commit()
+        _log.warning("tenant %s monthly cost cap -> %s by %s", tenant_id, cap, principal.key_id)
+        return replace(tenant, monthly_cost_micros=cap)
 
     def create_api_key(self, tenant_id: str, role: Role) -> str:
         """Operators: another key of any tenant; its secret."""
@@ -245,21 +286,70 @@ class Tenancy:
             raise AuthenticationError("unknown or revoked API key")
         return principal
 
-    def create_agent(self, principal: Principal, name: str, budget_usd: float | str) -> Agent:
+    def create_agent(
+        self,
+        principal: Principal,
+        name: str,
+        budget_usd: float | str,
+        *,
+        on_budget: str = OnBudget.TERMINATE.value,
+        max_concurrent_runs: int | None | Default = DEFAULT,
+    ) -> Agent:
+        """Create an agent; ``max_concurrent_runs`` left out is the configured default
+        (None: unlimited)."""
         require(principal, Permission.CREATE_AGENT)
         name = _name(name, "agent")
-        try:
-            budget = usd_to_micros(budget_usd)
-        except ValueError as exc:
-            raise ValidationError(f"budget_usd: {exc}") from exc
-        if not 0 <= budget <= MAX_MICROS:
-            raise ValidationError(f"budget_usd must be from 0 to {MAX_MICROS // 1_000_000}")
-        agent = Agent(new_id("agt"), principal.tenant_id, name, budget, 0, self._clock.now_ms())
+        budget = _budget(budget_usd)
+        limit = (
+            self._default_max_concurrent
+            if isinstance(max_concurrent_runs, Default)
+            else _concurrency(max_concurrent_runs)
+        )
+        agent = Agent(
+            new_id("agt"),
+            principal.tenant_id,
+            name,
+            budget,
+            0,
+            self._clock.now_ms(),
+            on_budget=_on_budget(on_budget),
+            max_concurrent_runs=limit,
+        )
         with self._uow() as uow:
             if uow.agents.get_by_name(principal.tenant_id, name) is not None:
                 raise ConflictError(f"an agent named {name!r} already exists")
             uow.agents.add(agent)
             uow.commit()
+        return agent
+
+    def change_agent(
+        self,
+        principal: Principal,
+        agent_id: str,
+        *,
+        budget_usd: float | str | None = None,
+        on_budget: str | None = None,
+        max_concurrent_runs: int | None | Default = DEFAULT,
+    ) -> Agent:
+        """Change an agent's budget, ``on_budget`` or ``max_concurrent_runs`` (only those
+        given). A budget below what is spent is allowed: the agent then reserves nothing
+        more until it is raised. Runs paused on the budget stay paused until resumed; a
+        lower ``max_concurrent_runs`` stops no running run, it holds back the next claims."""
+        require(principal, Permission.CHANGE_AGENT)
+        with self._uow() as uow:
+            agent = uow.agents.get(principal.tenant_id, agent_id)
+            if agent is None:
+                raise NotFoundError(f"no agent {agent_id!r}")
+            if budget_usd is not None:
+                agent = replace(agent, budget_micros=_budget(budget_usd))
+            if on_budget is not None:
+                agent = replace(agent, on_budget=_on_budget(on_budget))
+            if not isinstance(max_concurrent_runs, Default):
+                agent = replace(agent, max_concurrent_runs=_concurrency(max_concurrent_runs))
+            uow.agents.update(agent)
+            agent = uow.agents.get(principal.tenant_id, agent_id) or agent
+            uow.commit()
+        _log.info("agent %s changed by %s", agent_id, principal.key_id)
         return agent
 
     def get_agent(self, principal: Principal, agent_id: str) -> Agent | None:
@@ -292,6 +382,37 @@ def _revoke_now(repo: TenantRepository, key: ApiKey, now_ms: int) -> None:
 
 def _revoked(key_id: str) -> ConflictError:
     return ConflictError(f"key {key_id} is revoked already", code="key_revoked")
+
+
+MAX_CONCURRENT_RUNS = 100_000
+
+
+def _budget(budget_usd: float | str) -> int:
+    return _usd(budget_usd, "budget_usd")
+
+
+def _usd(value: float | str, what: str) -> int:
+    try:
+        micros = usd_to_micros(value)
+    except ValueError as exc:
+        raise ValidationError(f"{what}: {exc}") from exc
+    if not 0 <= micros <= MAX_MICROS:
+        raise ValidationError(f"{what} must be from 0 to {MAX_MICROS // 1_000_000}")
+    return micros
+
+
+def _on_budget(value: str) -> OnBudget:
+    try:
+        return OnBudget(value)
+    except ValueError:
+        known = ", ".join(m.value for m in OnBudget)
+        raise ValidationError(f"on_budget must be one of {known}, not {value!r}") from None
+
+
+def _concurrency(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_CONCURRENT_RUNS:
+        raise ValidationError(f"max_concurrent_runs must be from 1 to {MAX_CONCURRENT_RUNS}")
+    return value
 
 
 def _name(raw: str, what: str) -> str:

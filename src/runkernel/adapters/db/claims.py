@@ -16,6 +16,11 @@ its transition and reason, whether it counts an attempt — is decided by
 transitions the domain builds from it are inserted in the same transaction (one more
 statement). A takeover releases the budget reservation the dead worker held for its step
 in flight (DESIGN invariant 7), in the same transaction.
+
+A queued or resumed run of an agent that already has ``max_concurrent_runs`` running is
+not claimable; one claim starts no more of an agent's runs than it has room for, and on
+PostgreSQL the agents with a limit and runs waiting are locked first (one more
+statement), so concurrent claims of one agent's runs take turns and count each other's.
 """
 
 from __future__ import annotations
@@ -44,6 +49,54 @@ _CLAIMABLE = f"""
         AND {_TENANT_ACTIVE})
 """
 
+# An agent's max_concurrent_runs: a queued run (or a resumed one) of an agent that already
+# has that many running stays where it is, and is claimed once one of them stops. The
+# pre-filter keeps a full agent's runs out of the LIMIT; the rank keeps one claim from
+# starting more of an agent's runs than it has room for. On PostgreSQL the agents with a
+# limit are locked first (_PG_LOCK_LIMITED), so concurrent claims count each other's.
+_BUSY = """(SELECT count(*) FROM runs AS busy
+    WHERE busy.agent_id = {agent} AND busy.status = 'running')"""
+_UNDER_LIMIT = f"""(runs.status = 'running' OR NOT EXISTS (
+    SELECT 1 FROM agents AS lim
+    WHERE lim.id = runs.agent_id AND lim.max_concurrent_runs IS NOT NULL
+        AND lim.max_concurrent_runs <= {_BUSY.format(agent="lim.id")}
+))"""
+_STARTS_FOUND = f"""
+    ranked AS (
+        SELECT candidates.*, row_number() OVER (
+            PARTITION BY agent_id, from_status = 'running' ORDER BY id
+        ) AS rank
+        FROM candidates
+    ), found AS (
+        SELECT ranked.id, ranked.from_phase, ranked.from_status, ranked.agent_id, ranked.held,
+            ranked.tenant_id, ranked.spend_month
+        FROM ranked JOIN agents ON agents.id = ranked.agent_id
+        WHERE ranked.from_status = 'running' OR agents.max_concurrent_runs IS NULL
+            OR ranked.rank <= agents.max_concurrent_runs - {_BUSY.format(agent="ranked.agent_id")}
+    )
+"""
+_CANDIDATES = f"""
+    SELECT id, phase AS from_phase, status AS from_status, agent_id, reserved_micros AS held,
+        tenant_id, spend_month
+    FROM runs
+    WHERE ({_CLAIMABLE}) AND {_UNDER_LIMIT}
+    ORDER BY id LIMIT :limit
+"""
+# Serializes the claims that may start runs of agents with a limit (NO KEY: a submission's
+# foreign key check still passes). Runs of unlimited agents are not held up.
+_PG_LOCK_LIMITED = text(
+    """
+    SELECT agents.id FROM agents
+    WHERE agents.max_concurrent_runs IS NOT NULL AND EXISTS (
+        SELECT 1 FROM runs
+        WHERE runs.agent_id = agents.id
+            AND ((runs.status = 'queued' AND runs.phase = 'AUTHORIZED')
+                OR (runs.status = 'paused' AND runs.resume_requested_at_ms IS NOT NULL))
+    )
+    ORDER BY agents.id FOR NO KEY UPDATE OF agents
+    """
+)
+
 # Named, not ``*``: a column added by a migration sits at the end of the stored table but
 # wherever ``tables.py`` declares it, and ``.columns(*runs.c)`` matches by position.
 _RETURNED = ", ".join(f"runs.{c.name}" for c in runs.c)
@@ -66,13 +119,8 @@ _SET = f"""
 
 _POSTGRES = text(
     f"""
-    WITH found AS (
-        SELECT id, phase AS from_phase, status AS from_status, agent_id,
-            reserved_micros AS held
-        FROM runs
-        WHERE {_CLAIMABLE}
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-    ), claimed AS (
+    WITH candidates AS ({_CANDIDATES} FOR UPDATE SKIP LOCKED
+    ), {_STARTS_FOUND}, claimed AS (
         UPDATE runs SET {_SET}
         FROM found WHERE runs.id = found.id
         RETURNING {_RETURNED}, found.from_phase, found.from_status
@@ -82,6 +130,15 @@ _POSTGRES = text(
             SELECT agent_id, SUM(held) AS held FROM found WHERE held <> 0 GROUP BY agent_id
         ) AS dead
         WHERE agents.id = dead.agent_id
+        RETURNING agents.id
+    ), month_released AS (
+        UPDATE tenant_spend SET reserved_micros = tenant_spend.reserved_micros - dead.held
+        FROM (
+            SELECT tenant_id, spend_month, SUM(held) AS held FROM found
+            WHERE held <> 0 GROUP BY tenant_id, spend_month
+        ) AS dead
+        WHERE tenant_spend.tenant_id = dead.tenant_id AND tenant_spend.month = dead.spend_month
+            AND (SELECT count(*) FROM released) >= 0  -- after the agents' rows (lock order)
     ), claim_log AS (
         INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
         SELECT id, claim_epoch, attempt, :worker, :now FROM claimed
@@ -92,8 +149,8 @@ _POSTGRES = text(
 
 _SQLITE_FIND = text(
     f"""
-    SELECT id, phase AS from_phase, status AS from_status FROM runs
-    WHERE {_CLAIMABLE} ORDER BY id LIMIT :limit
+    WITH candidates AS ({_CANDIDATES}), {_STARTS_FOUND}
+    SELECT id, from_phase, from_status FROM found ORDER BY id
     """
 )
 _SQLITE_CLAIM = (
@@ -111,6 +168,20 @@ _SQLITE_RELEASE = text(
     WHERE id IN (SELECT agent_id FROM runs WHERE id IN :ids AND reserved_micros <> 0)
     """
 ).bindparams(bindparam("ids", expanding=True))
+_SQLITE_RELEASE_MONTH = text(
+    """
+    UPDATE tenant_spend SET reserved_micros = reserved_micros - (
+        SELECT SUM(runs.reserved_micros) FROM runs
+        WHERE runs.tenant_id = tenant_spend.tenant_id AND runs.spend_month = tenant_spend.month
+            AND runs.id IN :ids
+    )
+    WHERE EXISTS (
+        SELECT 1 FROM runs
+        WHERE runs.tenant_id = tenant_spend.tenant_id AND runs.spend_month = tenant_spend.month
+            AND runs.id IN :ids AND runs.reserved_micros <> 0
+    )
+    """
+).bindparams(bindparam("ids", expanding=True))
 _SQLITE_LOG_CLAIMS = text(
     """
     INSERT INTO run_claims (run_id, claim_epoch, attempt, worker_id, claimed_at_ms)
@@ -126,6 +197,7 @@ def claim_next_runs(
     claim's transition; returns the claimed rows, ordered by id."""
     params = {"worker": worker_id, "limit": limit, "now": now_ms, "expires": now_ms + lease_ms}
     if dialect == "postgresql":
+        conn.execute(_PG_LOCK_LIMITED)
         rows = list(conn.execute(_POSTGRES, params))
         found_in = {r.id: (r.from_phase, r.from_status) for r in rows}
     else:
@@ -134,6 +206,7 @@ def claim_next_runs(
             return []
         claimed = {**params, "ids": list(found_in)}
         conn.execute(_SQLITE_RELEASE, claimed)
+        conn.execute(_SQLITE_RELEASE_MONTH, claimed)
         rows = sorted(conn.execute(_SQLITE_CLAIM, claimed), key=lambda r: str(r.id))
         conn.execute(_SQLITE_LOG_CLAIMS, claimed)
     transitions = []

@@ -14,7 +14,13 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, or_, select, update
 
 from runkernel.adapters.db.inserts import insert_rows
-from runkernel.adapters.db.tables import agents, run_pauses, run_transitions, runs
+from runkernel.adapters.db.tables import (
+    agents,
+    run_pauses,
+    run_transitions,
+    runs,
+    tenant_spend,
+)
 from runkernel.domain.pauses import (
     Pause,
     PauseReason,
@@ -146,9 +152,13 @@ class SqlPauseRepository:
         does: its cost so far is spent, and what the agent held for it (that cost and any
         reservation left) is released; False if it is no longer paused."""
         held = self._conn.execute(
-            select(runs.c.agent_id, runs.c.cost_micros, runs.c.reserved_micros).where(
-                runs.c.id == run_id, runs.c.status == RunStatus.PAUSED.value
-            )
+            select(
+                runs.c.agent_id,
+                runs.c.tenant_id,
+                runs.c.spend_month,
+                runs.c.cost_micros,
+                runs.c.reserved_micros,
+            ).where(runs.c.id == run_id, runs.c.status == RunStatus.PAUSED.value)
         ).first()
         if held is None:
             return False
@@ -174,6 +184,18 @@ class SqlPauseRepository:
             .values(
                 spent_micros=agents.c.spent_micros + held.cost_micros,
                 reserved_micros=agents.c.reserved_micros
+                - (held.cost_micros + held.reserved_micros),
+            )
+        )
+        self._conn.execute(
+            update(tenant_spend)
+            .where(
+                tenant_spend.c.tenant_id == held.tenant_id,
+                tenant_spend.c.month == held.spend_month,
+            )
+            .values(
+                spent_micros=tenant_spend.c.spent_micros + held.cost_micros,
+                reserved_micros=tenant_spend.c.reserved_micros
                 - (held.cost_micros + held.reserved_micros),
             )
         )

@@ -22,9 +22,10 @@ _FENCE = """
 RESERVE = text(
     f"""
     WITH held AS (
-        UPDATE runs SET reserved_micros = reserved_micros + :p_reserve
+        UPDATE runs SET reserved_micros = reserved_micros + :p_reserve,
+            spend_month = COALESCE(spend_month, :p_month)
         WHERE {_FENCE}
-        RETURNING agent_id
+        RETURNING agent_id, tenant_id, spend_month
     ), agent AS (
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve
         FROM held
@@ -32,8 +33,25 @@ RESERVE = text(
             AND agents.spent_micros + agents.reserved_micros + :p_reserve
                 <= agents.budget_micros
         RETURNING agents.id
+    ), month AS (
+        -- The tenant's month, only once the agent's share fit (it reads ``agent``: the
+        -- agent's row is locked first, as by every writer of both).
+        INSERT INTO tenant_spend (tenant_id, month, spent_micros, reserved_micros)
+        SELECT held.tenant_id, held.spend_month, 0, CAST(:p_reserve AS BIGINT)
+        FROM held JOIN tenants ON tenants.id = held.tenant_id
+        WHERE EXISTS (SELECT 1 FROM agent)
+            AND (tenants.monthly_cost_micros IS NULL
+                OR CAST(:p_reserve AS BIGINT) <= tenants.monthly_cost_micros)
+        ON CONFLICT (tenant_id, month) DO UPDATE
+            SET reserved_micros = tenant_spend.reserved_micros + EXCLUDED.reserved_micros
+            WHERE tenant_spend.spent_micros + tenant_spend.reserved_micros
+                + EXCLUDED.reserved_micros <= COALESCE(
+                    (SELECT monthly_cost_micros FROM tenants WHERE id = EXCLUDED.tenant_id),
+                    tenant_spend.spent_micros + tenant_spend.reserved_micros
+                        + EXCLUDED.reserved_micros)
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM agent) AS fits FROM held
+    SELECT (SELECT count(*) FROM month) AS fits FROM held
     """
 )
 
@@ -49,9 +67,11 @@ RECORD_STEP = text(
             output_tokens = output_tokens + :p_output_tokens,
             cost_micros = cost_micros + :p_cost,
             reserved_micros = 0,
+            spend_month = COALESCE(spend_month, :p_month),
             updated_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cancel_requested, pause_requested, thresholds_crossed
+        RETURNING id, agent_id, tenant_id, spend_month, cancel_requested, pause_requested,
+            thresholds_crossed
     ), settled AS (
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve_delta
         FROM advanced
@@ -67,7 +87,8 @@ RECORD_STEP = text(
             :finished_at_ms
         FROM advanced
     )
-    SELECT a.cancel_requested, a.pause_requested, a.thresholds_crossed,
+    SELECT a.cancel_requested, a.pause_requested, a.thresholds_crossed, a.tenant_id,
+        a.spend_month,
         CASE WHEN :p_cost = 0 THEN NULL
             ELSE COALESCE((SELECT held FROM settled), ag.spent_micros + ag.reserved_micros)
         END AS agent_held,
@@ -95,13 +116,23 @@ FINISH = text(
             updated_at_ms = :p_now,
             finished_at_ms = :p_now
         WHERE {_FENCE}
-        RETURNING id, agent_id, cost_micros, cancel_requested
+        RETURNING id, agent_id, tenant_id, spend_month, cost_micros, cancel_requested
     ), settled AS (
         UPDATE agents SET
             spent_micros = spent_micros + done.cost_micros,
             reserved_micros = reserved_micros - done.cost_micros - prior.held
         FROM done, prior
         WHERE agents.id = done.agent_id AND done.cost_micros + prior.held > 0
+        RETURNING agents.id
+    ), month_settled AS (
+        -- After the agent's row (it reads ``settled``): every writer locks the agent, then
+        -- the tenant's month, so two of them never wait on each other in a circle.
+        UPDATE tenant_spend SET
+            spent_micros = tenant_spend.spent_micros + done.cost_micros,
+            reserved_micros = tenant_spend.reserved_micros - done.cost_micros - prior.held
+        FROM done, prior
+        WHERE tenant_spend.tenant_id = done.tenant_id AND tenant_spend.month = done.spend_month
+            AND EXISTS (SELECT 1 FROM settled)
     ), recorded AS (
         INSERT INTO run_transitions
             (run_id, from_phase, from_status, to_phase, to_status, reason, at_ms)

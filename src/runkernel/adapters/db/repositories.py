@@ -7,17 +7,27 @@ execution reuses SQLAlchemy's compiled form instead of rebuilding and re-keying 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from runkernel.adapters.db import claims, postgres
 from runkernel.adapters.db.inserts import insert_rows
 from runkernel.adapters.db.rows import run_from_row, step_from_row, transition_from_row
-from runkernel.adapters.db.tables import agents, run_steps, run_transitions, runs
+from runkernel.adapters.db.tables import (
+    agents,
+    run_steps,
+    run_transitions,
+    runs,
+    tenant_spend,
+    tenants,
+)
+from runkernel.domain import budgets
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.records import Claim, Requests, Run, StepRecord, StepRecorded
 from runkernel.domain.runs import Transition
 from runkernel.errors import ConflictError, LeaseLostError
@@ -40,6 +50,7 @@ _RECORD_STEP = (
         output_tokens=runs.c.output_tokens + bindparam("p_output_tokens"),
         cost_micros=runs.c.cost_micros + bindparam("p_cost"),
         reserved_micros=0,
+        spend_month=func.coalesce(runs.c.spend_month, bindparam("p_month")),
         updated_at_ms=bindparam("p_now"),
     )
     .returning(
@@ -47,13 +58,45 @@ _RECORD_STEP = (
         runs.c.pause_requested,
         runs.c.agent_id,
         runs.c.thresholds_crossed,
+        runs.c.tenant_id,
+        runs.c.spend_month,
     )
 )
 _RESERVE_RUN = (
     update(runs)
     .where(_FENCE)
-    .values(reserved_micros=runs.c.reserved_micros + bindparam("p_reserve"))
-    .returning(runs.c.agent_id)
+    .values(
+        reserved_micros=runs.c.reserved_micros + bindparam("p_reserve"),
+        spend_month=func.coalesce(runs.c.spend_month, bindparam("p_month")),
+    )
+    .returning(runs.c.agent_id, runs.c.tenant_id, runs.c.spend_month)
+)
+# The tenant's month, made on its first reservation; the conditional DO UPDATE is checked
+# on the row it writes (both databases), and a first row only if its reservation fits.
+# Typed, so PostgreSQL deduces one type for each parameter wherever it is used.
+_TENANT, _MONTH = "CAST(:p_tenant AS VARCHAR(64))", "CAST(:p_month AS VARCHAR(7))"
+_MICROS, _DELTA = "CAST(:p_reserve AS BIGINT)", "CAST(:p_reserve_delta AS BIGINT)"
+_CAP = f"(SELECT monthly_cost_micros FROM tenants WHERE id = {_TENANT})"
+_RESERVE_TENANT = text(
+    f"""
+    INSERT INTO tenant_spend (tenant_id, month, spent_micros, reserved_micros)
+    SELECT {_TENANT}, {_MONTH}, 0, {_MICROS}
+    WHERE {_CAP} IS NULL OR {_MICROS} <= {_CAP}
+    ON CONFLICT (tenant_id, month) DO UPDATE
+        SET reserved_micros = tenant_spend.reserved_micros + {_MICROS}
+        WHERE {_CAP} IS NULL OR
+            tenant_spend.spent_micros + tenant_spend.reserved_micros + {_MICROS} <= {_CAP}
+    RETURNING tenant_id
+    """
+)
+# What a step's cost differs from its reservation by, held in the run's month.
+_SETTLE_TENANT_STEP = text(
+    f"""
+    INSERT INTO tenant_spend (tenant_id, month, spent_micros, reserved_micros)
+    VALUES ({_TENANT}, {_MONTH}, 0, {_DELTA})
+    ON CONFLICT (tenant_id, month) DO UPDATE
+        SET reserved_micros = tenant_spend.reserved_micros + {_DELTA}
+    """
 )
 # Atomic against every concurrent reservation of the agent: the condition is checked on
 # the row the UPDATE writes, never on a value read before (DESIGN invariant 7).
@@ -123,6 +166,19 @@ _SETTLE = (
         spent_micros=agents.c.spent_micros
         + select(runs.c.cost_micros).where(_THIS_RUN).scalar_subquery(),
         reserved_micros=agents.c.reserved_micros
+        - select(runs.c.cost_micros + runs.c.reserved_micros).where(_THIS_RUN).scalar_subquery(),
+    )
+)
+_SETTLE_TENANT = (
+    update(tenant_spend)
+    .where(
+        tenant_spend.c.tenant_id == select(runs.c.tenant_id).where(_THIS_RUN).scalar_subquery(),
+        tenant_spend.c.month == select(runs.c.spend_month).where(_THIS_RUN).scalar_subquery(),
+    )
+    .values(
+        spent_micros=tenant_spend.c.spent_micros
+        + select(runs.c.cost_micros).where(_THIS_RUN).scalar_subquery(),
+        reserved_micros=tenant_spend.c.reserved_micros
         - select(runs.c.cost_micros + runs.c.reserved_micros).where(_THIS_RUN).scalar_subquery(),
     )
 )
@@ -275,12 +331,14 @@ class SqlRunRepository:
         if self._dialect == "postgresql":
             self._conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    def reserve(self, claim: Claim, micros: int) -> bool:
-        """Hold ``micros`` of the run's agent's budget for the step about to run; False if
-        it does not fit (the caller rolls back: the run's share must not stay either).
+    def reserve(self, claim: Claim, micros: int, *, month: str | None = None) -> bool:
+        """Hold ``micros`` of the run's agent's budget and of its tenant's month (the run's
+        first reservation's UTC month, else ``month``, else now's) for the step about to
+        run; False if either does not fit (the caller rolls back: no share may stay).
         Raises ``LeaseLostError`` if the claim is no longer held."""
-        params = {**_fence(claim), "p_reserve": micros}
-        if self._dialect == "postgresql":
+        month = month or budgets.month_of(time.time_ns() // 1_000_000)
+        params = {**_fence(claim), "p_reserve": micros, "p_month": month}
+        if self._dialect == "postgresql":  # one statement: run, agent, then tenant month
             row = self._conn.execute(postgres.RESERVE, params).first()
             if row is None:
                 raise _lost(claim)
@@ -289,7 +347,46 @@ class SqlRunRepository:
         if held is None:
             raise _lost(claim)
         fits = self._conn.execute(_RESERVE_AGENT, {**params, "p_agent_id": held.agent_id})
-        return fits.rowcount == 1
+        if fits.rowcount != 1:
+            return False
+        tenant = {"p_tenant": held.tenant_id, "p_month": held.spend_month, "p_reserve": micros}
+        return self._conn.execute(_RESERVE_TENANT, tenant).first() is not None
+
+    def budget_left(self, claim: Claim) -> tuple[OnBudget, int, int | None]:
+        """The run's agent's ``on_budget``, what is left of the agent's budget and of its
+        tenant's month (None: no cap) once spend and every reservation are counted: a
+        guess, which only the conditional :meth:`reserve` may act on."""
+        month = func.coalesce(runs.c.spend_month, bindparam("p_month"))
+        row = self._conn.execute(
+            select(
+                agents.c.on_budget,
+                agents.c.budget_micros,
+                agents.c.spent_micros,
+                agents.c.reserved_micros,
+                tenants.c.monthly_cost_micros,
+                tenant_spend.c.spent_micros.label("month_spent"),
+                tenant_spend.c.reserved_micros.label("month_reserved"),
+            )
+            .select_from(
+                runs.join(agents, runs.c.agent_id == agents.c.id)
+                .join(tenants, runs.c.tenant_id == tenants.c.id)
+                .outerjoin(
+                    tenant_spend,
+                    and_(
+                        tenant_spend.c.tenant_id == runs.c.tenant_id, tenant_spend.c.month == month
+                    ),
+                )
+            )
+            .where(runs.c.id == claim.run_id),
+            {"p_month": budgets.month_of(time.time_ns() // 1_000_000)},
+        ).one()
+        left = budgets.left(row.budget_micros, row.spent_micros, row.reserved_micros)
+        month_left = None
+        if row.monthly_cost_micros is not None:
+            month_left = budgets.left(
+                row.monthly_cost_micros, row.month_spent or 0, row.month_reserved or 0
+            )
+        return OnBudget(row.on_budget), left, month_left
 
     def record_step(
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
@@ -307,6 +404,7 @@ class SqlRunRepository:
             "p_output_tokens": step.usage.output_tokens,
             "p_cost": step.cost_micros,
             "p_now": now_ms,
+            "p_month": budgets.month_of(now_ms),
         }
         delta = step.cost_micros - reserved_micros
         if self._dialect == "postgresql":
@@ -325,6 +423,9 @@ class SqlRunRepository:
                 agent = self._conn.execute(_AGENT_POSITION, {"p_agent_id": row.agent_id}).first()
             self._conn.execute(_INSERT_STEP, _step_values(step))
             held, budget = (None, None) if agent is None else (agent.held, agent.budget_micros)
+        if delta:  # a cost the reservation did not foresee is held in the run's month
+            settle = {"p_tenant": row.tenant_id, "p_month": row.spend_month}
+            self._conn.execute(_SETTLE_TENANT_STEP, {**settle, "p_reserve_delta": delta})
         return StepRecorded(
             Requests(cancel=bool(row.cancel_requested), pause=bool(row.pause_requested)),
             agent_held_micros=None if held is None else int(held),
@@ -366,6 +467,7 @@ class SqlRunRepository:
             return
         self._fenced(_FINISH, claim, **params)
         self._conn.execute(_SETTLE, {"p_run_id": claim.run_id})
+        self._conn.execute(_SETTLE_TENANT, {"p_run_id": claim.run_id})
         self._conn.execute(_UNRESERVE, {"p_run_id": claim.run_id})
         self.add_transitions(claim.run_id, transitions)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from runkernel.domain.budgets import OnBudget
 from runkernel.domain.records import Agent, Run, RunBudget, StepRecord
 from runkernel.domain.runs import Phase, RunStatus, Transition
 from runkernel.domain.skills import Usage
@@ -20,6 +21,8 @@ def agent_from_row(row: Row[Any]) -> Agent:
         row.spent_micros,
         row.created_at_ms,
         row.reserved_micros,
+        OnBudget(row.on_budget),
+        row.max_concurrent_runs,
     )
 
 

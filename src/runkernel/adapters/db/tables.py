@@ -34,6 +34,20 @@ tenants = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("status_changed_at_ms", BigInteger, nullable=True),
     Column("status_changed_by", String(64), nullable=True),
+    # What all its runs may cost in one UTC calendar month; NULL: no cap.
+    Column("monthly_cost_micros", BigInteger, nullable=True),
+)
+
+# A tenant's spend in one UTC month ("2026-12"), made on the first reservation of the
+# month: a run's reservations are held in the month of its first one (runs.spend_month),
+# its cost spent there when it is final.
+tenant_spend = Table(
+    "tenant_spend",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("spent_micros", BigInteger, nullable=False, server_default="0"),
+    Column("reserved_micros", BigInteger, nullable=False, server_default="0"),
 )
 
 api_keys = Table(
@@ -72,6 +86,10 @@ agents = Table(
     # a step may start only if spent + reserved + its reservation fits the budget.
     Column("reserved_micros", BigInteger, nullable=False, server_default="0"),
     Column("created_at_ms", BigInteger, nullable=False),
+    # What a step whose reservation does not fit does (domain.budgets.OnBudget).
+    Column("on_budget", String(20), nullable=False, server_default="terminate"),
+    # How many of the agent's runs may execute at once; NULL: unlimited.
+    Column("max_concurrent_runs", Integer, nullable=True),
     UniqueConstraint("tenant_id", "name", name="uq_agents_tenant_name"),
 )
 
@@ -104,6 +122,7 @@ runs = Table(
     # The reservation of the step in flight, released when the step is recorded, the run
     # finishes or its lease is taken over.
     Column("reserved_micros", BigInteger, nullable=False, server_default="0"),
+    Column("spend_month", String(7)),  # the tenant_spend month its reservations are in
     Column("error_code", String(64)),
     Column("error_message", Text),
     Column("output", Json),

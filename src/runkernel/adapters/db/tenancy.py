@@ -8,8 +8,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from runkernel.adapters.db.rows import agent_from_row
-from runkernel.adapters.db.tables import agents, api_keys, tenants
-from runkernel.domain.records import Agent, ApiKey, Principal, Role, Tenant, TenantStatus
+from runkernel.adapters.db.tables import agents, api_keys, tenant_spend, tenants
+from runkernel.domain.records import (
+    Agent,
+    ApiKey,
+    MonthSpend,
+    Principal,
+    Role,
+    Tenant,
+    TenantStatus,
+)
 
 # Read at every submission (authorization).
 _GET_AGENT = select(agents).where(
@@ -44,6 +52,21 @@ class SqlTenantRepository:
             update(tenants)
             .where(tenants.c.id == tenant_id)
             .values(status=status.value, status_changed_at_ms=now_ms, status_changed_by=actor)
+        )
+
+    def set_monthly_cap(self, tenant_id: str, micros: int | None) -> None:
+        self._conn.execute(
+            update(tenants).where(tenants.c.id == tenant_id).values(monthly_cost_micros=micros)
+        )
+
+    def month_spend(self, tenant_id: str, month: str) -> MonthSpend:
+        row = self._conn.execute(
+            select(tenant_spend.c.spent_micros, tenant_spend.c.reserved_micros).where(
+                tenant_spend.c.tenant_id == tenant_id, tenant_spend.c.month == month
+            )
+        ).first()
+        return (
+            MonthSpend(month, row.spent_micros, row.reserved_micros) if row else MonthSpend(month)
         )
 
     def add_key(
@@ -107,6 +130,7 @@ def _tenant(row: Row[Any]) -> Tenant:
         row.created_at_ms,
         row.status_changed_at_ms,
         row.status_changed_by,
+        row.monthly_cost_micros,
     )
 
 
@@ -130,6 +154,21 @@ class SqlAgentRepository:
                 budget_micros=agent.budget_micros,
                 spent_micros=agent.spent_micros,
                 created_at_ms=agent.created_at_ms,
+                on_budget=agent.on_budget.value,
+                max_concurrent_runs=agent.max_concurrent_runs,
+            )
+        )
+
+    def update(self, agent: Agent) -> None:
+        """Write the agent's settings (budget, on_budget, max_concurrent_runs); its spend
+        and reservations are the workers' and are left as they are."""
+        self._conn.execute(
+            update(agents)
+            .where(agents.c.tenant_id == agent.tenant_id, agents.c.id == agent.id)
+            .values(
+                budget_micros=agent.budget_micros,
+                on_budget=agent.on_budget.value,
+                max_concurrent_runs=agent.max_concurrent_runs,
             )
         )
 

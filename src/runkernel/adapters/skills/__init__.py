@@ -31,6 +31,7 @@ def build_default_registry(settings: Settings, *, egress: Egress | None = None) 
         validate=chat.validate,
         description="one LLM chat completion",
         estimate=chat.estimate,
+        lower=chat.lower,
     )
     http = HttpRequestSkill(egress)
     registry.register("http.request", http, validate=http.validate, description="one HTTP call")

@@ -35,13 +35,15 @@ from runkernel.adapters.skills.pricing import (
     DEFAULT_PRICES,
     ModelPrice,
     cost_micros,
+    estimated_input_tokens,
     price_of,
     worst_case_micros,
 )
 from runkernel.adapters.telemetry.redaction import redact_url
 from runkernel.config import Settings
+from runkernel.domain import budgets
 from runkernel.domain.money import micros_to_usd
-from runkernel.domain.skills import SkillContext, SkillResult, Usage
+from runkernel.domain.skills import Lowered, SkillContext, SkillResult, Usage
 from runkernel.errors import SkillError
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,23 @@ class ChatSkill:
         """The worst-case cost of one call with the rendered ``params``, in micros."""
         texts = [str(m.get("content", "")) for m in params["messages"]]
         return worst_case_micros(params["model"], texts, int(params["max_tokens"]), self._prices)
+
+    def lower(self, params: Mapping[str, Any], per_call_micros: int) -> Lowered | None:
+        """``params`` with ``max_tokens`` cut to what ``per_call_micros`` pays for on top of
+        the prompt's bound (never raised); None when the skill could not be lowered."""
+        price = price_of(params["model"], self._prices)
+        texts = [str(m.get("content", "")) for m in params["messages"]]
+        prompt = estimated_input_tokens(texts)
+        affordable = budgets.output_tokens_affordable(
+            per_call_micros, prompt, price.input_micros_per_mtok, price.output_micros_per_mtok
+        )
+        asked = int(params["max_tokens"])
+        tokens = min(asked, affordable)
+        note = (
+            f"max_tokens lowered from {asked} to {tokens}: what is left of the budget pays "
+            f"for {per_call_micros} micros a call (on_budget cap)"
+        )
+        return Lowered({**params, "max_tokens": tokens}, tokens, note)
 
     def __call__(self, params: dict[str, Any], context: SkillContext) -> SkillResult:
         check_at_call(NAME, self.validate, params)

@@ -16,13 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from runkernel.domain.skills import SkillContext, SkillResult, Usage
+from runkernel.domain.skills import Lowered, SkillContext, SkillResult, Usage
 from runkernel.errors import PlanValidationError, SkillError
 
 SkillFn = Callable[[dict[str, Any], SkillContext], Any]
 Validator = Callable[[Mapping[str, Any]], None]
 # The most one call with these (rendered) params may cost, in micros.
 Estimator = Callable[[Mapping[str, Any]], int]
+# The params lowered so one call costs at most this many micros, or None (on_budget cap).
+Lowerer = Callable[[Mapping[str, Any], int], Lowered | None]
 F = TypeVar("F", bound=SkillFn)
 
 # Per call; a run sums up to max_plan_steps of them in signed 64-bit columns.
@@ -35,6 +37,7 @@ class _Entry:
     validate: Validator | None
     description: str
     estimate: Estimator | None = None
+    lower: Lowerer | None = None
 
 
 class SkillRegistry:
@@ -52,12 +55,13 @@ class SkillRegistry:
         validate: Validator | None = None,
         description: str = "",
         estimate: Estimator | None = None,
+        lower: Lowerer | None = None,
     ) -> None:
         if not name:
             raise ValueError("a skill needs a name")
         if name in self._entries:
             raise ValueError(f"skill {name!r} is already registered")
-        self._entries[name] = _Entry(fn, validate, description, estimate)
+        self._entries[name] = _Entry(fn, validate, description, estimate, lower)
 
     def skill(
         self, name: str, *, validate: Validator | None = None, description: str = ""
@@ -105,6 +109,16 @@ class SkillRegistry:
         except Exception:  # noqa: BLE001
             return 0
         return micros if isinstance(micros, int) and 0 <= micros <= MAX_COUNT else None
+
+    def lower(self, name: str, params: Mapping[str, Any], per_call_micros: int) -> Lowered | None:
+        entry = self._entries.get(name)
+        if entry is None or entry.lower is None:
+            return None
+        try:
+            return entry.lower(params, per_call_micros)
+        # Params the skill cannot price cannot be lowered either; the step terminates.
+        except Exception:  # noqa: BLE001
+            return None
 
     def invoke(self, name: str, params: Mapping[str, Any], context: SkillContext) -> SkillResult:
         entry = self._entries.get(name)

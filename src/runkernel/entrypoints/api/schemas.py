@@ -6,7 +6,7 @@ conversion goes through ``runkernel.domain.money``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -85,6 +85,22 @@ class Body(BaseModel):
 
 
 # -- agents --------------------------------------------------------------------------
+def _integral(value: Any) -> Any:
+    integer = as_integer(value)
+    return value if integer is None else integer
+
+
+OnBudgetMode = Literal["terminate", "pause", "cap"]  # domain.budgets.OnBudget's values
+ON_BUDGET_DOC = (
+    "when a step's reservation does not fit: terminate (the run fails budget_exceeded), "
+    "pause (the run pauses BUDGET_WARNING; raise the budget and resume it) or cap (an "
+    "llm.chat step runs with max_tokens lowered to what is left, down to "
+    "RUNKERNEL_BUDGET_CAP_MIN_TOKENS; anything else terminates)"
+)
+MAX_CONCURRENT_RUNS = 100_000
+ConcurrentRuns = Annotated[int, Field(ge=1, le=MAX_CONCURRENT_RUNS), BeforeValidator(_integral)]
+
+
 class AgentCreate(Body):
     name: str = Field(
         min_length=1,
@@ -95,6 +111,51 @@ class AgentCreate(Body):
         json_schema_extra={"pattern": NON_BLANK_TEXT},
     )
     budget_usd: Usd = Field(description="what all runs of the agent may spend, in USD")
+    on_budget: OnBudgetMode = Field("terminate", description=ON_BUDGET_DOC)
+    max_concurrent_runs: ConcurrentRuns | None = Field(
+        None,
+        description="how many of its runs may execute at once (more wait queued); null: "
+        "unlimited; left out: RUNKERNEL_DEFAULT_MAX_CONCURRENT_RUNS",
+    )
+
+
+def _agent_patch_schema(schema: dict[str, Any]) -> None:
+    """What the validator below enforces, said by the schema: at least one field, and no
+    null except ``max_concurrent_runs`` (where null means unlimited)."""
+    schema["minProperties"] = 1
+    for name, prop in schema["properties"].items():
+        if name != "max_concurrent_runs" and "anyOf" in prop:
+            kept = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+            prop.pop("default", None)
+
+
+class AgentPatch(Body):
+    """Only the fields given change; at least one must be."""
+
+    model_config = ConfigDict(json_schema_extra=_agent_patch_schema)
+
+    budget_usd: Usd | None = Field(
+        None,
+        description="may be set below what is spent: the agent then reserves nothing more",
+    )
+    on_budget: OnBudgetMode | None = Field(None, description=ON_BUDGET_DOC)
+    max_concurrent_runs: ConcurrentRuns | None = Field(None, description="null: unlimited")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError(
+                    "nothing to change: give budget_usd, on_budget or max_concurrent_runs"
+                )
+            nulls = sorted(
+                str(k) for k, v in data.items() if v is None and k != "max_concurrent_runs"
+            )
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: leave a field out instead of null")
+        return data
 
 
 class AgentOut(BaseModel):
@@ -106,6 +167,8 @@ class AgentOut(BaseModel):
         description="held by steps in flight and by runs not yet final; "
         "a step starts only if spent + reserved + its worst-case cost fits the budget"
     )
+    on_budget: OnBudgetMode
+    max_concurrent_runs: int | None
     created_at: str
 
 
@@ -114,11 +177,6 @@ class AgentList(BaseModel):
 
 
 # -- runs ----------------------------------------------------------------------------
-def _integral(value: Any) -> Any:
-    integer = as_integer(value)
-    return value if integer is None else integer
-
-
 # An integral JSON number (5 or 5.0) is an integer; strings and bools are not. (The
 # bounds sit in the same Annotated: nested, pydantic would print them as "ge"/"le".)
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT), BeforeValidator(_integral)]

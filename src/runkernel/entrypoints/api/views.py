@@ -30,6 +30,8 @@ def agent(record: Agent) -> schemas.AgentOut:
         budget_usd=micros_to_usd(record.budget_micros),
         spent_usd=micros_to_usd(record.spent_micros),
         reserved_usd=micros_to_usd(record.reserved_micros),
+        on_budget=record.on_budget.value,
+        max_concurrent_runs=record.max_concurrent_runs,
         created_at=iso(record.created_at_ms),
     )
 
