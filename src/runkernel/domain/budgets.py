@@ -4,6 +4,13 @@ A step's worst case is one call's worst case times the calls it may make (its re
 and the first try). The run's own budget is checked here, since only the claim's holder
 adds to a run's cost; the agent's budget is shared by concurrent runs, so the agent's
 share is reserved by one conditional UPDATE in the database, never read then written.
+
+A run holds what it reserved as its *escrow* (``runs.reserved_micros``): the first step
+that needs more takes a slice for every step left (:func:`escrow`), the steps draw their
+costs from it, and what is left goes back when the run is final, pauses, or is taken over.
+So the agent's and the tenant's rows — shared by every concurrent run — are written about
+once per run rather than twice per step, and a run is still refused only when what its
+step needs does not fit (the slice is tried first, then just the step).
 """
 
 from __future__ import annotations
@@ -31,6 +38,16 @@ def per_call(estimated: int | None, declared: int | None, default: int) -> int:
     if estimated is not None:
         return estimated
     return declared if declared is not None else default
+
+
+def escrow(need: int, steps_left: int, max_cost_micros: int | None, cost_micros: int) -> int:
+    """What a run takes of its budgets when its escrow does not cover a step that may cost
+    ``need``: that much for each step left (its own ``max_cost`` permitting), so the steps
+    after it usually draw on the run's own row and the shared rows are written once."""
+    want = need * max(steps_left, 1)
+    if max_cost_micros is not None:
+        want = min(want, max_cost_micros - cost_micros)
+    return max(want, need)
 
 
 def run_refusal(max_cost_micros: int | None, cost_micros: int, reservation: int) -> str | None:

@@ -155,6 +155,7 @@ class RunExecutor:
         cost, usage = run.cost_micros, run.usage
         requests = Requests(cancel=run.cancel_requested, pause=run.pause_requested)
         watch = RunWatch()
+        held = 0  # the run's escrow (runs.reserved_micros): the claim released any before
         for index in range(run.next_step, len(plan.steps)):
             if execution.lost:
                 return "lease_lost"
@@ -181,29 +182,34 @@ class RunExecutor:
                     uow.runs.release(claim, self._clock.now_ms())
                     uow.commit()
                 return "released"
-            reserved = 0 if refused is not None else self._worst_case(step, params)
-            refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, reserved)
+            need = 0 if refused is not None else self._worst_case(step, params)
+            refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, need)
             own_limit = refusal is not None
-            if refusal is None and not self._reserve(claim, reserved):
-                refusal = budgets.agent_refusal(reserved)
+            if refusal is None:
+                want = budgets.escrow(
+                    need, len(plan.steps) - index, run.budget.max_cost_micros, cost
+                )
+                held, fits = self._hold(claim, held, need, want)
+                if not fits:
+                    refusal = budgets.agent_refusal(need)
             capped: Lowered | None = None
             if refusal is not None:
-                over = self._over_budget(
-                    run, claim, step, params, (cost, reserved), own_limit, refusal
-                )
+                over = self._over_budget(run, claim, step, params, (cost, need), own_limit, refusal)
                 if isinstance(over, str):
                     return over
-                capped, reserved = over
+                capped, lowered = over
+                held += lowered
                 params = capped.params
             record = self._run_step(run, claim, index, step, (params, refused), execution)
             if capped is not None:
                 record = replace(record, input={**capped.params, "budget_cap": capped.note})
             with self._uow() as uow:
                 recorded = uow.runs.record_step(
-                    claim, record, now_ms=record.finished_at_ms, reserved_micros=reserved
+                    claim, record, now_ms=record.finished_at_ms, reserved_micros=held
                 )
                 tell_crossings(uow, run, claim, record, recorded)
                 uow.commit()
+            held = max(held - record.cost_micros, 0)
             requests = recorded.requests
             cost += record.cost_micros
             usage = usage + record.usage
@@ -295,6 +301,18 @@ class RunExecutor:
                 mode, agent_left, month_left = uow.runs.budget_left(claim)
         message = f"{refusal}; concurrent runs kept taking what was left (on_budget cap)"
         return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
+
+    def _hold(self, claim: Claim, held: int, need: int, want: int) -> tuple[int, bool]:
+        """Make the run's escrow cover ``need``: without I/O when it does, else by taking
+        ``want`` (a slice for the steps left), else just ``need``. Returns the escrow and
+        whether it covers the step."""
+        if held >= need:
+            return held, True
+        if want > need and self._reserve(claim, want - held):
+            return want, True
+        if self._reserve(claim, need - held):
+            return need, True
+        return held, False
 
     def _reserve(self, claim: Claim, micros: int) -> bool:
         """Hold ``micros`` of the agent's budget in a transaction of its own, so no row lock

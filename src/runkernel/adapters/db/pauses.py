@@ -115,15 +115,23 @@ class SqlPauseRepository:
         return None if by is None else str(by)
 
     def pause(self, claim: Claim, transition: Transition) -> None:
-        """Pause the run this claim holds and end its lease, or raise ``LeaseLostError``."""
+        """Pause the run this claim holds and end its lease, or raise ``LeaseLostError``.
+        The run's escrow goes back to its agent and month: a paused run holds no budget
+        others could use (its recorded cost stays held until it is final)."""
+        fenced = (
+            runs.c.id == claim.run_id,
+            runs.c.claim_epoch == claim.epoch,
+            runs.c.lease_owner == claim.worker_id,
+            runs.c.status == "running",
+        )
+        held = self._conn.execute(
+            select(
+                runs.c.agent_id, runs.c.tenant_id, runs.c.spend_month, runs.c.reserved_micros
+            ).where(*fenced)
+        ).first()
         result = self._conn.execute(
             update(runs)
-            .where(
-                runs.c.id == claim.run_id,
-                runs.c.claim_epoch == claim.epoch,
-                runs.c.lease_owner == claim.worker_id,
-                runs.c.status == "running",
-            )
+            .where(*fenced)
             .values(
                 status=transition.to_status.value,
                 phase=transition.to_phase.value,
@@ -131,12 +139,32 @@ class SqlPauseRepository:
                 pause_requested_by=None,
                 lease_owner=None,
                 lease_expires_at_ms=None,
+                reserved_micros=0,
                 updated_at_ms=transition.at_ms,
             )
         )
-        if result.rowcount != 1:
+        if held is None or result.rowcount != 1:
             raise LeaseLostError(f"run {claim.run_id}: claim epoch {claim.epoch} is not held")
+        if held.reserved_micros:
+            self._release(held.agent_id, (held.tenant_id, held.spend_month), held.reserved_micros)
         self._add_transition(claim.run_id, transition)
+
+    def _release(self, agent_id: str, month: tuple[str, str | None], micros: int) -> None:
+        """Give ``micros`` the run held back to its agent, then its month (lock order)."""
+        tenant_id, spend_month = month
+        self._conn.execute(
+            update(agents)
+            .where(agents.c.id == agent_id)
+            .values(reserved_micros=agents.c.reserved_micros - micros)
+        )
+        self._conn.execute(
+            update(tenant_spend)
+            .where(
+                tenant_spend.c.tenant_id == tenant_id,
+                tenant_spend.c.month == spend_month,
+            )
+            .values(reserved_micros=tenant_spend.c.reserved_micros - micros)
+        )
 
     def request_resume(self, run_id: str, now_ms: int) -> bool:
         """Queue a paused run to be claimed again; False if it is not paused."""

@@ -66,7 +66,7 @@ RECORD_STEP = text(
             input_tokens = input_tokens + :p_input_tokens,
             output_tokens = output_tokens + :p_output_tokens,
             cost_micros = cost_micros + :p_cost,
-            reserved_micros = 0,
+            reserved_micros = :p_left,
             spend_month = COALESCE(spend_month, :p_month),
             updated_at_ms = :p_now
         WHERE {_FENCE}

@@ -49,7 +49,7 @@ _RECORD_STEP = (
         input_tokens=runs.c.input_tokens + bindparam("p_input_tokens"),
         output_tokens=runs.c.output_tokens + bindparam("p_output_tokens"),
         cost_micros=runs.c.cost_micros + bindparam("p_cost"),
-        reserved_micros=0,
+        reserved_micros=bindparam("p_left"),
         spend_month=func.coalesce(runs.c.spend_month, bindparam("p_month")),
         updated_at_ms=bindparam("p_now"),
     )
@@ -392,8 +392,10 @@ class SqlRunRepository:
         self, claim: Claim, step: StepRecord, *, now_ms: int, reserved_micros: int = 0
     ) -> StepRecorded:
         """Store a finished step and advance the run past it, or raise ``LeaseLostError``;
-        the step's reservation (``reserved_micros``, what :meth:`reserve` held for it)
-        settles to its cost in the same statement(s).
+        the step's cost is drawn from the run's escrow (``reserved_micros``, what the run
+        holds going in, see ``domain.budgets``), whatever it leaves stays held by the run,
+        and a cost beyond it is added to the agent's and the month's, in the same
+        statement(s).
 
         Returns whether a cancel or a pause was requested meanwhile, so the worker learns
         of it without another query, and where the agent stands for the threshold check
@@ -406,7 +408,10 @@ class SqlRunRepository:
             "p_now": now_ms,
             "p_month": budgets.month_of(now_ms),
         }
-        delta = step.cost_micros - reserved_micros
+        # The cost is drawn from the run's escrow; only what it did not cover moves the
+        # agent's and the tenant's rows.
+        delta = max(step.cost_micros - reserved_micros, 0)
+        params["p_left"] = max(reserved_micros - step.cost_micros, 0)
         if self._dialect == "postgresql":
             row = self._fenced_row(
                 postgres.RECORD_STEP, claim, **params, p_reserve_delta=delta, **_step_values(step)
