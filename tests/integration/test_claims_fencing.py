@@ -236,3 +236,27 @@ def test_the_fence_is_the_epoch_even_where_it_parts_from_the_attempt(
     assert [(s.step_id, s.attempt) for s in kernel.runs.get(tenant.principal, run_id).steps] == [
         ("s0", 2)
     ]
+
+
+def test_a_renewal_that_fails_for_a_run_its_claim_ended_is_no_takeover(
+    fenced_kernel: Kernel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lease keeper may renew a run its executor has just completed (the slot is freed
+    a moment later): that is not reported as a takeover; a real takeover still is."""
+    from runkernel.entrypoints.worker import WorkerPool
+
+    tenant, a, _ = _taken_over(fenced_kernel)
+    done = fenced_kernel.runs.submit(
+        tenant.principal, agent_id=tenant.agent.id, plan=log_plan(1)
+    ).run
+    claimed = _claim(fenced_kernel, "worker-A", fenced_kernel.clock.now_ms())
+    assert claimed.id == done.id
+    finished = Execution(Claim.of(claimed, "worker-A"))
+    fenced_kernel.executor.execute(claimed, finished)
+    overtaken = Execution(Claim.of(a, "worker-A"))
+    pool = WorkerPool(fenced_kernel, concurrency=1)
+    pool._inflight.update({done.id: finished, a.id: overtaken})
+    with caplog.at_level("WARNING", logger="runkernel.entrypoints.worker"):
+        pool._renew([finished, overtaken])
+    assert (finished.lost, overtaken.lost) == (False, True)
+    assert [r.getMessage() for r in caplog.records] == [f"lease on run {a.id} was taken over"]

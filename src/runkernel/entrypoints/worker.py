@@ -166,6 +166,15 @@ class WorkerPool:
         for execution in lost:
             with self._lock:
                 still_running = execution.claim.run_id in self._inflight
-            if still_running:
+            if still_running and not self._ended_by_this_claim(execution):
                 log.warning("lease on run %s was taken over", execution.claim.run_id)
                 execution.lost = True
+
+    def _ended_by_this_claim(self, execution: Execution) -> bool:
+        """A renewal also fails for a run this claim just completed or paused (its slot
+        is freed a moment later): that is no takeover, and nothing is lost."""
+        with self.kernel.uow(read_only=True) as uow:
+            run = uow.runs.get_for_worker(execution.claim.run_id)
+        return (
+            run is not None and run.claim_epoch == execution.claim.epoch and run.lease_owner is None
+        )
