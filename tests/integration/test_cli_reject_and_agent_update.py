@@ -1,9 +1,6 @@
-"""`runkernel runs reject` and `runkernel agents update` over real HTTP, on both databases.
-
-Written against routes built at the same time as these commands (issue 7): POST
-/api/v1/runs/{id}/reject {"note"} → 200 with the run's detail (409 when it is not paused),
-and PATCH /api/v1/agents/{id} with only the given fields → 200 with the agent. They fail
-until those routes are merged, and pass once they are; nothing here is skipped."""
+"""`runkernel runs reject` and `runkernel agents update` over real HTTP, on both databases:
+POST /api/v1/runs/{id}/reject {"note"} → 200 with the run's detail (409 when it is not
+paused), and PATCH /api/v1/agents/{id} with only the given fields → 200 with the agent."""
 
 from __future__ import annotations
 
