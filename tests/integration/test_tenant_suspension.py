@@ -215,3 +215,33 @@ def test_an_operator_sets_and_lifts_a_tenants_monthly_cap(
     assert missing.status_code == 404
     own = client.put(f"{url}/limits", json={"monthly_cost_usd": 1}, headers=auth(t))
     assert own.status_code == 403
+
+
+def test_cli_sets_shows_and_lifts_a_tenants_monthly_cap(database_url: str, kernel: Kernel) -> None:
+    tenant_id = make_tenant(kernel).principal.tenant_id
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        argv = ["tenants", "limits", tenant_id, *args, "--json", "--database-url", database_url]
+        return runner.invoke(cli_app, argv, env={})
+
+    def shown(*args: str) -> Any:
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert shown()["monthly_cost_usd"] is None
+    capped = shown("--monthly-cost-usd", "2.5")
+    assert (capped["id"], capped["monthly_cost_usd"], capped["month_spent_usd"]) == (
+        tenant_id,
+        2.5,
+        0.0,
+    )
+    assert shown()["monthly_cost_usd"] == 2.5
+    assert shown("--no-cap")["monthly_cost_usd"] is None
+    both = cli("--no-cap", "--monthly-cost-usd", "1")
+    assert both.exit_code != 0 and "not both" in both.stderr
+    unknown = runner.invoke(
+        cli_app, ["tenants", "limits", "ten_nope", "--database-url", database_url], env={}
+    )
+    assert unknown.exit_code == 1 and "no tenant" in unknown.stderr

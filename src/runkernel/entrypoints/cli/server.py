@@ -19,8 +19,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.panel import Panel
@@ -28,7 +27,8 @@ from rich.panel import Panel
 from runkernel.adapters.db import migrate as migrations
 from runkernel.bootstrap import Kernel, build_kernel
 from runkernel.config import Settings
-from runkernel.domain.records import Principal, Tenant, TenantStatus
+from runkernel.domain.records import Principal, TenantStatus
+from runkernel.entrypoints.api.routes_tenants import tenant_out
 from runkernel.entrypoints.background import BackgroundServices
 from runkernel.entrypoints.cli import options as opt
 from runkernel.entrypoints.cli.console import stderr, stdout
@@ -319,32 +319,45 @@ def tenants_reactivate(
     _set_status(tenant_id, TenantStatus.ACTIVE, as_json, database_url)
 
 
+@tenants_app.command("limits")
+def tenants_limits(
+    tenant_id: TenantId,
+    monthly_cost_usd: Annotated[
+        float | None,
+        typer.Option(help="what the tenant's runs may cost per UTC month", min=0),
+    ] = None,
+    no_cap: Annotated[bool, typer.Option("--no-cap", help="lift the monthly cap")] = False,
+    as_json: opt.Json = False,
+    database_url: opt.DatabaseUrl = None,
+) -> None:
+    """Set (--monthly-cost-usd) or lift (--no-cap) a tenant's monthly cost cap, as PUT
+    /api/v1/tenants/ID/limits; with neither, show it and this month's spend."""
+    if no_cap and monthly_cost_usd is not None:
+        raise CliError("give --monthly-cost-usd or --no-cap, not both", code="invalid_option")
+    with open_kernel(opt.build_settings(database_url=database_url)) as kernel:
+        if no_cap or monthly_cost_usd is not None:
+            tenant = kernel.tenancy.set_limits(CLI_OPERATOR, tenant_id, monthly_cost_usd)
+        else:
+            tenant = kernel.tenancy.get_tenant(CLI_OPERATOR, tenant_id)
+        shown = tenant_out(tenant, kernel.tenancy.month_spend(CLI_OPERATOR, tenant.id))
+    if as_json:
+        print(shown.model_dump_json())
+        return
+    cap = "no cap" if shown.monthly_cost_usd is None else f"${shown.monthly_cost_usd:g}"
+    stdout.print(
+        f"tenant {shown.id} ({shown.name}): monthly cap {cap}; {shown.month} spent "
+        f"${shown.month_spent_usd:g}, reserved ${shown.month_reserved_usd:g}",
+        soft_wrap=True,
+    )
+
+
 def _set_status(
     tenant_id: str, status: TenantStatus, as_json: bool, database_url: str | None
 ) -> None:
     with open_kernel(opt.build_settings(database_url=database_url)) as kernel:
         tenant = kernel.tenancy.set_status(CLI_OPERATOR, tenant_id, status)
+        month = kernel.tenancy.month_spend(CLI_OPERATOR, tenant.id)
     if as_json:
-        print(json.dumps(tenant_json(tenant)))
+        print(tenant_out(tenant, month).model_dump_json())
         return
     stdout.print(f"tenant {tenant.id} ({tenant.name}) is {tenant.status.value}", soft_wrap=True)
-
-
-def tenant_json(tenant: Tenant) -> dict[str, Any]:
-    """The shape of the API's answer (``routes_tenants.TenantOut``)."""
-    suspended = tenant.status is TenantStatus.SUSPENDED
-    return {
-        "id": tenant.id,
-        "name": tenant.name,
-        "status": tenant.status.value,
-        "created_at": _iso(tenant.created_at_ms),
-        "suspended_at": _iso(tenant.status_changed_at_ms) if suspended else None,
-        "status_changed_at": _iso(tenant.status_changed_at_ms),
-        "status_changed_by": tenant.status_changed_by,
-    }
-
-
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
