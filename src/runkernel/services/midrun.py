@@ -119,18 +119,28 @@ class MidExecutionPolicyChecker:
         )
 
     def reread(self, run: Run, watch: RunWatch, now_ms: int) -> None:
-        """Read what others may have changed, in one read-only transaction."""
+        """Read what others may have changed, in one read-only transaction.
+
+        Before the first step of a run's first claim only the rules are read: the claim
+        that just returned the run read its stop flag, started it only because its tenant
+        was active, and a run never claimed before was never paused."""
+        fresh = watch.read_at_ms is None and run.claim_epoch == 1
         with self._uow(read_only=True) as uow:
             rules = uow.policies.rules(run.tenant_id, include_retired=True)
-            stored = uow.runs.get(run.tenant_id, run.id, details=False)
-            tenant = uow.tenants.get(run.tenant_id)
-            pauses = uow.pauses.for_run(run.id)
+            stored: Run | None = run
+            if fresh:
+                tenant_status, pauses = TenantStatus.ACTIVE, []
+            else:
+                stored = uow.runs.get(run.tenant_id, run.id, details=False)
+                tenant = uow.tenants.get(run.tenant_id)
+                tenant_status = TenantStatus.ACTIVE if tenant is None else tenant.status
+                pauses = uow.pauses.for_run(run.id)
         watch.rules = tuple(rules)
         watch.baseline_ms = midrun_rules.baseline_ms(run.created_at_ms, pauses)
         watch.paused_ms = paused_ms(pauses, now_ms)
         watch.approved = midrun_rules.approved_steps(pauses)
         watch.cancel_requested = stored is not None and stored.cancel_requested
-        watch.tenant_status = TenantStatus.ACTIVE if tenant is None else tenant.status
+        watch.tenant_status = tenant_status
         watch.read_at_ms, watch.steps_since_read = now_ms, 0
         watch.reads += 1
 
