@@ -1,6 +1,7 @@
 """A run's escrow, on both databases: the first step that needs budget takes a slice for
 every step left, the next steps draw on it without touching the agent's row, a run whose
-slice does not fit still runs step by step as long as each step fits, and a pause gives the
+slice does not fit (with room for 8 more left over) still runs step by step as long as each
+step fits, and a pause gives the
 escrow back (only the run's recorded cost stays held until it is final)."""
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def _execute(kernel: Kernel, tenant: TenantContext, plan: dict[str, Any]) -> tup
     asked: list[int] = []
     reserve = kernel.executor._reserve
 
-    def spy(claim: Claim, micros: int) -> bool:
+    def spy(claim: Claim, micros: int, **kw: Any) -> bool:
         asked.append(micros)
-        return reserve(claim, micros)
+        return reserve(claim, micros, **kw)
 
     kernel.executor._reserve = spy  # type: ignore[method-assign]
     kernel.executor.execute(claimed, Execution(Claim.of(claimed, "w")))
@@ -73,7 +74,7 @@ def _agent(kernel: Kernel, tenant: TenantContext) -> Any:
 
 
 def test_one_reservation_covers_every_step_when_the_slice_fits(kernel: Kernel) -> None:
-    tenant = make_tenant(kernel, budget_usd=0.0001)  # 100 micros
+    tenant = make_tenant(kernel, budget_usd=0.0003)  # room for the slice of 30, 8 times over
     run_id, asked = _execute(kernel, tenant, _plan(3))
     run = kernel.runs.get(tenant.principal, run_id)
     assert run is not None and run.status is RunStatus.SUCCEEDED
@@ -83,19 +84,20 @@ def test_one_reservation_covers_every_step_when_the_slice_fits(kernel: Kernel) -
 
 
 def test_a_slice_that_does_not_fit_falls_back_to_what_each_step_needs(kernel: Kernel) -> None:
-    tenant = make_tenant(kernel, budget_usd=0.000025)  # 25 micros: 30 do not fit, 10 do
+    tenant = make_tenant(kernel, budget_usd=0.000025)  # 25 micros: a slice of 30 is refused
     run_id, asked = _execute(kernel, tenant, _plan(3))
     run = kernel.runs.get(tenant.principal, run_id)
     assert run is not None and run.status is RunStatus.SUCCEEDED
-    # step 1: the slice of 30 is refused, its own 10 fit; step 2 holds 9, tops up to a
-    # slice of 20 (11 more, 21 held in all); step 3 draws on the 19 left.
-    assert asked == [30, 10, 11]
+    # A slice is taken only while the budget has room for 8 more: step 1 asks for 30,
+    # then for its own 10; step 2 holds 9, asks for a slice of 20 (11 more: no room),
+    # then for the 1 it lacks; step 3 (a slice would be just its need) for its 1.
+    assert asked == [30, 10, 11, 1, 1]
     agent = _agent(kernel, tenant)
     assert (agent.spent_micros, agent.reserved_micros) == (3, 0)
 
 
 def test_a_pause_gives_the_escrow_back(kernel: Kernel, tmp_path: Path) -> None:
-    tenant = make_tenant(kernel, budget_usd=0.0001)
+    tenant = make_tenant(kernel, budget_usd=0.0003)
     GovernanceServices.of(kernel).policies.create(
         tenant.principal,
         kind="require_approval",

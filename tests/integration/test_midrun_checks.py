@@ -143,11 +143,12 @@ def test_a_rule_changed_while_runs_execute_pauses_them_and_an_admin_resume_conti
     kernel, clock = world
     tenant = make_tenant(kernel)
     rule = _policies(kernel).create(
-        tenant.principal, kind="max_steps", params={"max_steps": 10}, enforcement="WARN"
+        tenant.principal, kind="max_steps", params={"max_steps": 10}, enforcement="BLOCK"
     )
     clock.now += 1_000
     first = _submit(kernel, tenant, _plan(HOOK_SKILL, LOG_SKILL, LOG_SKILL))
-    second = _submit(kernel, tenant, _plan(LOG_SKILL, LOG_SKILL))
+    second = _submit(kernel, tenant, _plan(LOG_SKILL, LOG_SKILL, LOG_SKILL))
+    within = _submit(kernel, tenant, _plan(LOG_SKILL, LOG_SKILL))
     claimed = _claim(kernel, "worker-A")
 
     def change() -> None:
@@ -156,7 +157,10 @@ def test_a_rule_changed_while_runs_execute_pauses_them_and_an_admin_resume_conti
 
     hooks.on(first, "s0", change)
     assert _execute(kernel, claimed[first], "worker-A") == "paused"  # before s1
+    # Not started yet: the change counts only for a plan that now breaks the rule.
     assert _execute(kernel, claimed[second], "worker-A") == "paused"  # before its s0
+    assert _execute(kernel, claimed[within], "worker-A") == "succeeded"
+    assert _checks(kernel, within) == []
     for run_id, step in ((first, 1), (second, 0)):
         row = run_row(kernel, run_id)
         assert (row.status, row.next_step, row.lease_owner) == ("paused", step, None)

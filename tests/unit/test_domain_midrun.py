@@ -9,10 +9,12 @@ import pytest
 
 from runkernel.domain import midrun, midrun_rules
 from runkernel.domain.midrun import CheckDecision, Finding, ViolationType
+from runkernel.domain.outcomes import RunOutcome
 from runkernel.domain.pauses import PauseReason, close, open_pause, paused_ms
 from runkernel.domain.policy import PolicyRule, bump, new_rule, validate_rule_params
 from runkernel.domain.policy import RuleKind as K
 from runkernel.domain.records import RunBudget
+from runkernel.domain.runs import RunStatus
 from runkernel.domain.skills import Usage
 from runkernel.errors import ValidationError
 
@@ -102,6 +104,35 @@ def test_a_rule_changed_after_the_baseline_is_a_change_and_one_turned_off_is_dis
         assert f.type is V.POLICY_DISABLED
     other_agent = _rule("max_steps", {"max_steps": 1}, at=300, scope="agent", agent_id="other")
     assert midrun_rules.changed_rules([other_agent], "agent", 150) == []
+
+
+def test_a_run_not_started_is_paused_only_by_a_change_its_plan_now_breaks_with_block() -> None:
+    plan = RunOutcome(
+        run_id="r",
+        tenant_id="t",
+        agent_id="agent",
+        status=RunStatus.RUNNING,
+        error_code=None,
+        error_message=None,
+        cost_micros=0,
+        usage=Usage(),
+        steps_total=3,
+        steps_done=0,
+        failed_steps=(),
+        skills=("llm.chat",),
+        budget=RunBudget(),
+        started_at_ms=None,
+        finished_at_ms=None,
+    )
+    unrelated = _rule("denied_skills", {"skills": ["http.request"]}, at=200)
+    warned = _rule("max_steps", {"max_steps": 2}, at=200, enforcement="WARN")
+    disabled = bump(_rule("max_steps", {"max_steps": 9}), {"enforcement": "DISABLED"}, 200)
+    broken = _rule("max_steps", {"max_steps": 2}, at=200)
+    rules = [unrelated, warned, disabled, broken]
+    # A started run hears of every change; one not started only of what its plan breaks.
+    assert len(midrun_rules.changed_rules(rules, "agent", 150)) == 4
+    (found,) = midrun_rules.changed_rules(rules, "agent", 150, unstarted=plan)
+    assert found.type is V.LIMIT_CHANGED and broken.id in found.message
 
 
 def test_the_baseline_is_the_end_of_the_last_pause_or_the_submission() -> None:

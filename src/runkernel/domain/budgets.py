@@ -8,9 +8,13 @@ share is reserved by one conditional UPDATE in the database, never read then wri
 A run holds what it reserved as its *escrow* (``runs.reserved_micros``): the first step
 that needs more takes a slice for every step left (:func:`escrow`), the steps draw their
 costs from it, and what is left goes back when the run is final, pauses, or is taken over.
+A slice is taken only while the budgets have room for :data:`ESCROW_HEADROOM` more
+slices like it; when they run low, runs reserve step by step. What a run's escrow holds
+unused counts as held for the others, as an in-flight step's worst case always has.
 So the agent's and the tenant's rows — shared by every concurrent run — are written about
-once per run rather than twice per step, and a run is still refused only when what its
-step needs does not fit (the slice is tried first, then just the step).
+once per run rather than twice per step while budget is plentiful, and a run is still
+refused only when what its step needs does not fit beside what runs in flight hold (the
+slice is tried first, then just the step).
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ def per_call(estimated: int | None, declared: int | None, default: int) -> int:
     if estimated is not None:
         return estimated
     return declared if declared is not None else default
+
+
+# A slice is taken only if this many more like it would still fit after it.
+ESCROW_HEADROOM = 8
 
 
 def escrow(need: int, steps_left: int, max_cost_micros: int | None, cost_micros: int) -> int:

@@ -3,8 +3,10 @@
 A rule change is found durably, without a snapshot of the rules a run started with: a
 rule that applies to the run (tenant-scoped, or scoped to its agent) and whose
 ``updated_at_ms`` is after the run's *baseline* changed under it. The baseline is the
-later of the run's submission and the end of its last pause: whoever resumed a pause
-accepted the rules as they were then. Every change of a rule (params, enforcement,
+later of the run's start (its first claim) and the end of its last pause: whoever resumed
+a pause accepted the rules as they were then. Before its first step, a change since the
+run's submission counts only if the run's plan, judged as at submission, now breaks it
+with BLOCK. Every change of a rule (params, enforcement,
 status) bumps its version and ``updated_at_ms`` (``domain.policy.bump``), a new rule has
 it at its creation, so none slips past. A change that turned the rule off (DISABLED or
 RETIRED) is POLICY_DISABLED, any other LIMIT_CHANGED.
@@ -20,28 +22,50 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runkernel.domain.midrun import Finding, ViolationType
+from runkernel.domain.outcomes import RunOutcome
 from runkernel.domain.pauses import Pause, PauseReason
-from runkernel.domain.policy import Enforcement, PolicyRule, RuleKind, RuleStatus, Scope
+from runkernel.domain.policy import (
+    Enforcement,
+    PolicyRule,
+    RuleKind,
+    RuleStatus,
+    Scope,
+    check_plan,
+)
 
 _STOPPING = frozenset({Enforcement.BLOCK, Enforcement.WARN})
 
 
-def baseline_ms(submitted_at_ms: int, pauses: Iterable[Pause]) -> int:
-    """Rules as they were at this moment are the ones the run runs under."""
+def baseline_ms(started_at_ms: int, pauses: Iterable[Pause]) -> int:
+    """Rules as they were at this moment are the ones the run runs under: its start, or
+    the end of its last pause."""
     ends = [p.ended_at_ms for p in pauses if p.ended_at_ms is not None]
-    return max([submitted_at_ms, *ends])
+    return max([started_at_ms, *ends])
 
 
 def _in_scope(rule: PolicyRule, agent_id: str) -> bool:
     return rule.scope is Scope.TENANT or rule.agent_id == agent_id
 
 
-def changed_rules(rules: Iterable[PolicyRule], agent_id: str, since_ms: int) -> list[Finding]:
+def changed_rules(
+    rules: Iterable[PolicyRule],
+    agent_id: str,
+    since_ms: int,
+    *,
+    unstarted: RunOutcome | None = None,
+) -> list[Finding]:
     """LIMIT_CHANGED / POLICY_DISABLED for each rule of the run changed after ``since_ms``
-    (``rules``: all the tenant's, retired ones included)."""
+    (``rules``: all the tenant's, retired ones included).
+
+    A run that has not started (``unstarted``: its plan and budget) has done nothing a
+    changed rule could weigh on: a change counts only if its plan, checked as at
+    submission, now breaks the rule with BLOCK — else a tenant editing its rules would
+    pause every run it has queued."""
     found = []
     for rule in rules:
         if not _in_scope(rule, agent_id) or rule.updated_at_ms <= since_ms:
+            continue
+        if unstarted is not None and not check_plan([rule], unstarted).blocking:
             continue
         off = rule.status is RuleStatus.RETIRED or rule.enforcement is Enforcement.DISABLED
         kind = ViolationType.POLICY_DISABLED if off else ViolationType.LIMIT_CHANGED

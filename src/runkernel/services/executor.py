@@ -304,24 +304,26 @@ class RunExecutor:
 
     def _hold(self, claim: Claim, held: int, need: int, want: int) -> tuple[int, bool]:
         """Make the run's escrow cover ``need``: without I/O when it does, else by taking
-        ``want`` (a slice for the steps left), else just ``need``. Returns the escrow and
-        whether it covers the step."""
+        ``want`` (a slice for the steps left) while the budgets have room for
+        ``budgets.ESCROW_HEADROOM`` more such slices (near the end of a budget runs reserve
+        step by step, so what slices hold unused cannot starve concurrent runs), else just
+        ``need``. Returns the escrow and whether it covers the step."""
         if held >= need:
             return held, True
-        if want > need and self._reserve(claim, want - held):
+        if want > need and self._reserve(claim, want - held, slack=want * budgets.ESCROW_HEADROOM):
             return want, True
         if self._reserve(claim, need - held):
             return need, True
         return held, False
 
-    def _reserve(self, claim: Claim, micros: int) -> bool:
+    def _reserve(self, claim: Claim, micros: int, *, slack: int = 0) -> bool:
         """Hold ``micros`` of the agent's budget in a transaction of its own, so no row lock
         is held while the step runs; a step that may cost nothing touches no agent row."""
         if micros == 0:
             return True
         month = budgets.month_of(self._clock.now_ms())
         with self._uow() as uow:
-            fits = uow.runs.reserve(claim, micros, month=month)
+            fits = uow.runs.reserve(claim, micros, month=month, slack=slack)
             if fits:
                 uow.commit()
         return fits

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runkernel.domain import midrun, midrun_rules
 from runkernel.domain.midrun import Finding, PolicyCheckResult, ViolationType
+from runkernel.domain.outcomes import from_run
 from runkernel.domain.pauses import paused_ms
 from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import Requests, Run, TenantStatus
@@ -40,6 +41,7 @@ class RunWatch:
     rules: tuple[PolicyRule, ...] = ()
     baseline_ms: int = 0
     paused_ms: int = 0
+    accepted_ms: int = 0  # when the run's first step was judged on its plan
     approved: frozenset[int] = frozenset()
     cancel_requested: bool = False
     tenant_status: TenantStatus = TenantStatus.ACTIVE
@@ -136,7 +138,8 @@ class MidExecutionPolicyChecker:
                 tenant_status = TenantStatus.ACTIVE if tenant is None else tenant.status
                 pauses = uow.pauses.for_run(run.id)
         watch.rules = tuple(rules)
-        watch.baseline_ms = midrun_rules.baseline_ms(run.created_at_ms, pauses)
+        started = run.started_at_ms if run.started_at_ms is not None else run.created_at_ms
+        watch.baseline_ms = max(midrun_rules.baseline_ms(started, pauses), watch.accepted_ms)
         watch.paused_ms = paused_ms(pauses, now_ms)
         watch.approved = midrun_rules.approved_steps(pauses)
         watch.cancel_requested = stored is not None and stored.cancel_requested
@@ -171,7 +174,20 @@ class MidExecutionPolicyChecker:
         )
         if exceeded is not None:
             found.append(Finding(ViolationType.BUDGET_EXCEEDED, exceeded))
-        found += midrun_rules.changed_rules(watch.rules, run.agent_id, watch.baseline_ms)
+        # Before its first step a run has done nothing a rule changed since its submission
+        # could weigh on: its plan is judged as at submission. Once it started, every
+        # change since its start (or its last resume) counts.
+        if run.claim_epoch == 1 and step.index == 0:
+            unstarted = replace(from_run(run), started_at_ms=None)
+            found += midrun_rules.changed_rules(
+                watch.rules, run.agent_id, run.created_at_ms, unstarted=unstarted
+            )
+            # The rules just read are the ones it starts under (this worker remembers;
+            # one that takes the run over counts from the run's start).
+            watch.accepted_ms = max(watch.accepted_ms, watch.read_at_ms or now_ms)
+            watch.baseline_ms = max(watch.baseline_ms, watch.accepted_ms)
+        else:
+            found += midrun_rules.changed_rules(watch.rules, run.agent_id, watch.baseline_ms)
         found += midrun_rules.approval_findings(
             watch.rules,
             run.agent_id,

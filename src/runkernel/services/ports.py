@@ -152,10 +152,12 @@ class RunRepository(Protocol):
     def claim(self, worker_id: str, limit: int, now_ms: int, lease_ms: int) -> list[Run]: ...
     def renew_lease(self, claim: Claim, now_ms: int, lease_ms: int) -> bool: ...
     def release(self, claim: Claim, now_ms: int) -> bool: ...
-    def reserve(self, claim: Claim, micros: int, *, month: str | None = None) -> bool:
+    def reserve(
+        self, claim: Claim, micros: int, *, month: str | None = None, slack: int = 0
+    ) -> bool:
         """Atomically hold ``micros`` of the agent's budget and of the tenant's month for
-        the next step; False if spend + reservations + ``micros`` would pass either (roll
-        back, then)."""
+        the next step; False if spend + reservations + ``micros`` + ``slack`` would pass
+        either (roll back, then)."""
 
     def budget_left(self, claim: Claim) -> tuple[OnBudget, int, int | None]:
         """The run's agent's ``on_budget``, what is left of its budget and of the tenant's

@@ -30,7 +30,7 @@ RESERVE = text(
         UPDATE agents SET reserved_micros = agents.reserved_micros + :p_reserve
         FROM held
         WHERE agents.id = held.agent_id
-            AND agents.spent_micros + agents.reserved_micros + :p_reserve
+            AND agents.spent_micros + agents.reserved_micros + :p_reserve + :p_slack
                 <= agents.budget_micros
         RETURNING agents.id
     ), month AS (
@@ -41,14 +41,15 @@ RESERVE = text(
         FROM held JOIN tenants ON tenants.id = held.tenant_id
         WHERE EXISTS (SELECT 1 FROM agent)
             AND (tenants.monthly_cost_micros IS NULL
-                OR CAST(:p_reserve AS BIGINT) <= tenants.monthly_cost_micros)
+                OR CAST(:p_reserve AS BIGINT) + CAST(:p_slack AS BIGINT)
+                    <= tenants.monthly_cost_micros)
         ON CONFLICT (tenant_id, month) DO UPDATE
             SET reserved_micros = tenant_spend.reserved_micros + EXCLUDED.reserved_micros
             WHERE tenant_spend.spent_micros + tenant_spend.reserved_micros
-                + EXCLUDED.reserved_micros <= COALESCE(
+                + EXCLUDED.reserved_micros + CAST(:p_slack AS BIGINT) <= COALESCE(
                     (SELECT monthly_cost_micros FROM tenants WHERE id = EXCLUDED.tenant_id),
                     tenant_spend.spent_micros + tenant_spend.reserved_micros
-                        + EXCLUDED.reserved_micros)
+                        + EXCLUDED.reserved_micros + CAST(:p_slack AS BIGINT))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM month) AS fits FROM held

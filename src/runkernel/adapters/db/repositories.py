@@ -76,16 +76,18 @@ _RESERVE_RUN = (
 # Typed, so PostgreSQL deduces one type for each parameter wherever it is used.
 _TENANT, _MONTH = "CAST(:p_tenant AS VARCHAR(64))", "CAST(:p_month AS VARCHAR(7))"
 _MICROS, _DELTA = "CAST(:p_reserve AS BIGINT)", "CAST(:p_reserve_delta AS BIGINT)"
+_SLACK = "CAST(:p_slack AS BIGINT)"
 _CAP = f"(SELECT monthly_cost_micros FROM tenants WHERE id = {_TENANT})"
 _RESERVE_TENANT = text(
     f"""
     INSERT INTO tenant_spend (tenant_id, month, spent_micros, reserved_micros)
     SELECT {_TENANT}, {_MONTH}, 0, {_MICROS}
-    WHERE {_CAP} IS NULL OR {_MICROS} <= {_CAP}
+    WHERE {_CAP} IS NULL OR {_MICROS} + {_SLACK} <= {_CAP}
     ON CONFLICT (tenant_id, month) DO UPDATE
         SET reserved_micros = tenant_spend.reserved_micros + {_MICROS}
         WHERE {_CAP} IS NULL OR
-            tenant_spend.spent_micros + tenant_spend.reserved_micros + {_MICROS} <= {_CAP}
+            tenant_spend.spent_micros + tenant_spend.reserved_micros + {_MICROS} + {_SLACK}
+                <= {_CAP}
     RETURNING tenant_id
     """
 )
@@ -104,7 +106,10 @@ _RESERVE_AGENT = (
     update(agents)
     .where(
         agents.c.id == bindparam("p_agent_id"),
-        agents.c.spent_micros + agents.c.reserved_micros + bindparam("p_reserve")
+        agents.c.spent_micros
+        + agents.c.reserved_micros
+        + bindparam("p_reserve")
+        + bindparam("p_slack")
         <= agents.c.budget_micros,
     )
     .values(reserved_micros=agents.c.reserved_micros + bindparam("p_reserve"))
@@ -331,13 +336,16 @@ class SqlRunRepository:
         if self._dialect == "postgresql":
             self._conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    def reserve(self, claim: Claim, micros: int, *, month: str | None = None) -> bool:
+    def reserve(
+        self, claim: Claim, micros: int, *, month: str | None = None, slack: int = 0
+    ) -> bool:
         """Hold ``micros`` of the run's agent's budget and of its tenant's month (the run's
         first reservation's UTC month, else ``month``, else now's) for the step about to
-        run; False if either does not fit (the caller rolls back: no share may stay).
-        Raises ``LeaseLostError`` if the claim is no longer held."""
+        run; False if either does not fit with ``slack`` more still left over (the caller
+        rolls back: no share may stay). Raises ``LeaseLostError`` if the claim is no
+        longer held."""
         month = month or budgets.month_of(time.time_ns() // 1_000_000)
-        params = {**_fence(claim), "p_reserve": micros, "p_month": month}
+        params = {**_fence(claim), "p_reserve": micros, "p_month": month, "p_slack": slack}
         if self._dialect == "postgresql":  # one statement: run, agent, then tenant month
             row = self._conn.execute(postgres.RESERVE, params).first()
             if row is None:
@@ -349,7 +357,12 @@ class SqlRunRepository:
         fits = self._conn.execute(_RESERVE_AGENT, {**params, "p_agent_id": held.agent_id})
         if fits.rowcount != 1:
             return False
-        tenant = {"p_tenant": held.tenant_id, "p_month": held.spend_month, "p_reserve": micros}
+        tenant = {
+            "p_tenant": held.tenant_id,
+            "p_month": held.spend_month,
+            "p_reserve": micros,
+            "p_slack": slack,
+        }
         return self._conn.execute(_RESERVE_TENANT, tenant).first() is not None
 
     def budget_left(self, claim: Claim) -> tuple[OnBudget, int, int | None]:
