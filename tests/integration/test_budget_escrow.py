@@ -23,6 +23,7 @@ from support.skills import LOG_SKILL, build_registry, read_calls
 from support.workers import rows
 
 LEASE_MS = 30_000
+joint: list[bool] = []  # per reservation: made in the check's transaction
 STEP_MICROS = 10  # each step declares it may cost this much; test.log costs 1
 
 
@@ -59,9 +60,11 @@ def _execute(kernel: Kernel, tenant: TenantContext, plan: dict[str, Any]) -> tup
         uow.commit()
     asked: list[int] = []
     reserve = kernel.executor._reserve
+    joint.clear()
 
     def spy(claim: Claim, micros: int, **kw: Any) -> bool:
         asked.append(micros)
+        joint.append(kw.get("uow") is not None)
         return reserve(claim, micros, **kw)
 
     kernel.executor._reserve = spy  # type: ignore[method-assign]
@@ -79,6 +82,7 @@ def test_one_reservation_covers_every_step_when_the_slice_fits(kernel: Kernel) -
     run = kernel.runs.get(tenant.principal, run_id)
     assert run is not None and run.status is RunStatus.SUCCEEDED
     assert asked == [3 * STEP_MICROS]  # one slice; steps 2 and 3 drew on the run's row
+    assert joint == [True]  # in the transaction that re-read the rules before step 1
     agent = _agent(kernel, tenant)
     assert (agent.spent_micros, agent.reserved_micros, run.cost_micros) == (3, 0, 3)
 
@@ -92,6 +96,7 @@ def test_a_slice_that_does_not_fit_falls_back_to_what_each_step_needs(kernel: Ke
     # then for its own 10; step 2 holds 9, asks for a slice of 20 (11 more: no room),
     # then for the 1 it lacks; step 3 (a slice would be just its need) for its 1.
     assert asked == [30, 10, 11, 1, 1]
+    assert joint == [True, False, False, False, False]  # the refused slice rolled back
     agent = _agent(kernel, tenant)
     assert (agent.spent_micros, agent.reserved_micros) == (3, 0)
 

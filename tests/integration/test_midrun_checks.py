@@ -359,7 +359,7 @@ def test_a_checker_that_fails_pauses_the_run_fail_closed(
     tenant = make_tenant(kernel)
     run_id = _submit(kernel, tenant, _plan(LOG_SKILL))
 
-    def broken(*args: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("policy store unreadable")
 
     monkeypatch.setattr(kernel.checker, "reread", broken)

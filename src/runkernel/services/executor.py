@@ -45,7 +45,7 @@ from runkernel.errors import LeaseLostError, StorageUnavailableError, Transactio
 from runkernel.services.completion import Finish, RunCompletionTransaction
 from runkernel.services.midrun import MidExecutionPolicyChecker, NextStep, RunWatch
 from runkernel.services.pauses import PauseManager
-from runkernel.services.ports import Clock, SkillCatalog, UnitOfWorkFactory
+from runkernel.services.ports import Clock, SkillCatalog, UnitOfWork, UnitOfWorkFactory
 from runkernel.services.thresholds import tell_crossings
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,15 @@ class RunExecutor:
                 return "lease_lost"
             step = plan.steps[index]
             params, refused = self._input(step, outputs)
-            check = self._checker.check_before_step(
-                run,
+            need = 0 if refused is not None else self._worst_case(step, params)
+            want = budgets.escrow(need, len(plan.steps) - index, run.budget.max_cost_micros, cost)
+            check, held, sliced = self._check(
+                (run, claim),
                 NextStep(index, step.skill, params),
-                usage,
-                cost_micros=cost,
-                watch=watch,
-                requests=requests,
+                (usage, cost),
+                watch,
+                (requests, execution),
+                (held, need, want),
             )
             if check.decision is CheckDecision.TERMINATE:
                 return self._terminate(run, claim, check)
@@ -182,14 +184,10 @@ class RunExecutor:
                     uow.runs.release(claim, self._clock.now_ms())
                     uow.commit()
                 return "released"
-            need = 0 if refused is not None else self._worst_case(step, params)
             refusal = budgets.run_refusal(run.budget.max_cost_micros, cost, need)
             own_limit = refusal is not None
             if refusal is None:
-                want = budgets.escrow(
-                    need, len(plan.steps) - index, run.budget.max_cost_micros, cost
-                )
-                held, fits = self._hold(claim, held, need, want)
+                held, fits = self._hold(claim, held, need, 0 if sliced else want)
                 if not fits:
                     refusal = budgets.agent_refusal(need)
             capped: Lowered | None = None
@@ -302,6 +300,46 @@ class RunExecutor:
         message = f"{refusal}; concurrent runs kept taking what was left (on_budget cap)"
         return self._fail(run, claim, RunStatus.FAILED_POLICY, "budget_exceeded", message)
 
+    def _check(
+        self,
+        holder: tuple[Run, Claim],
+        step: NextStep,
+        spent: tuple[Usage, int],
+        watch: RunWatch,
+        asked: tuple[Requests, Execution],
+        amounts: tuple[int, int, int],
+    ) -> tuple[PolicyCheckResult, int, bool]:
+        """The check before ``step``; returns it, the run's escrow and whether a slice
+        was tried. Before the first step of this execution the check's re-read and the
+        run's first slice share one transaction (on SQLite every write transaction takes
+        the one lock), which rolls back unless the check lets the step go and the slice
+        fits."""
+        (run, claim), (usage, cost), (requests, execution) = holder, spent, asked
+        held, need, want = amounts
+        joint = (
+            watch.read_at_ms is None
+            and self._checker.enabled
+            and held < need < want
+            and not (requests.pause or execution.release_requested)
+            and budgets.run_refusal(run.budget.max_cost_micros, cost, need) is None
+        )
+        if not joint:
+            check = self._checker.check_before_step(
+                run, step, usage, cost_micros=cost, watch=watch, requests=requests
+            )
+            return check, held, False
+        with self._uow() as uow:
+            check = self._checker.check_before_step(
+                run, step, usage, cost_micros=cost, watch=watch, requests=requests, uow=uow
+            )
+            if check.decision in (CheckDecision.TERMINATE, CheckDecision.PAUSE):
+                return check, held, False
+            slack = want * budgets.ESCROW_HEADROOM
+            if self._reserve(claim, want - held, slack=slack, uow=uow):
+                uow.commit()
+                return check, want, True
+        return check, held, True
+
     def _hold(self, claim: Claim, held: int, need: int, want: int) -> tuple[int, bool]:
         """Make the run's escrow cover ``need``: without I/O when it does, else by taking
         ``want`` (a slice for the steps left) while the budgets have room for
@@ -316,12 +354,17 @@ class RunExecutor:
             return need, True
         return held, False
 
-    def _reserve(self, claim: Claim, micros: int, *, slack: int = 0) -> bool:
-        """Hold ``micros`` of the agent's budget in a transaction of its own, so no row lock
-        is held while the step runs; a step that may cost nothing touches no agent row."""
+    def _reserve(
+        self, claim: Claim, micros: int, *, slack: int = 0, uow: UnitOfWork | None = None
+    ) -> bool:
+        """Hold ``micros`` of the agent's budget in a transaction of its own (or in ``uow``,
+        which the caller commits if this fits), so no row lock is held while the step
+        runs; a step that may cost nothing touches no agent row."""
         if micros == 0:
             return True
         month = budgets.month_of(self._clock.now_ms())
+        if uow is not None:
+            return uow.runs.reserve(claim, micros, month=month, slack=slack)
         with self._uow() as uow:
             fits = uow.runs.reserve(claim, micros, month=month, slack=slack)
             if fits:

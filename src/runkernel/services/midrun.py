@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +28,7 @@ from runkernel.domain.policy import PolicyRule
 from runkernel.domain.records import Requests, Run, TenantStatus
 from runkernel.domain.skills import Usage
 from runkernel.errors import LeaseLostError, StorageUnavailableError
-from runkernel.services.ports import Clock, UnitOfWorkFactory
+from runkernel.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class MidExecutionPolicyChecker:
         cost_micros: int,
         watch: RunWatch,
         requests: Requests = Requests(),
+        uow: UnitOfWork | None = None,
     ) -> PolicyCheckResult:
         """Decide whether ``step`` of ``run`` may start. ``usage`` and ``cost_micros`` are
         the run's so far; ``requests`` what the last step record handed back."""
@@ -98,7 +100,7 @@ class MidExecutionPolicyChecker:
         started = time.perf_counter()
         try:
             if self.due(watch, now):
-                self.reread(run, watch, now)
+                self.reread(run, watch, now, uow=uow)
             watch.steps_since_read += 1
             findings = self._findings(run, step, usage, cost_micros, watch, requests, now)
         except (LeaseLostError, StorageUnavailableError):
@@ -120,14 +122,17 @@ class MidExecutionPolicyChecker:
             or watch.steps_since_read >= self._min_steps
         )
 
-    def reread(self, run: Run, watch: RunWatch, now_ms: int) -> None:
+    def reread(
+        self, run: Run, watch: RunWatch, now_ms: int, *, uow: UnitOfWork | None = None
+    ) -> None:
         """Read what others may have changed, in one read-only transaction.
 
         Before the first step of a run's first claim only the rules are read: the claim
         that just returned the run read its stop flag, started it only because its tenant
         was active, and a run never claimed before was never paused."""
         fresh = watch.read_at_ms is None and run.claim_epoch == 1
-        with self._uow(read_only=True) as uow:
+        with ExitStack() as stack:  # in the caller's transaction when it gives one
+            uow = uow or stack.enter_context(self._uow(read_only=True))
             rules = uow.policies.rules(run.tenant_id, include_retired=True)
             stored: Run | None = run
             if fresh:
